@@ -1,0 +1,6 @@
+# Sourced by the run and test scripts: offline, quiet, headless.
+export KEDRO_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+export DVC_NO_ANALYTICS=1 GX_ANALYTICS_ENABLED=False
+export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
+export PATH="$PWD/.venv/bin:$PATH"

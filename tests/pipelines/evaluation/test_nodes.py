@@ -1,0 +1,80 @@
+import copy
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from synthtune.llm import LanguageModel, LoraAdapter, left_pad
+from synthtune.pipelines.evaluation.nodes import attach_adapter, compute_metrics, predict_eval_set
+from synthtune.pipelines.generation.nodes import label_texts
+from synthtune.pipelines.training.nodes import train_lora
+
+PARAMS = {"device": "cpu", "dtype": "float32", "system_prompt": "", "batch_size": 2, "max_new_tokens": 3}
+TRAIN = {
+    "seed": 0,
+    "device": "cpu",
+    "dtype": "float32",
+    "system_prompt": "",
+    "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"},
+    "batch_size": 2,
+    "max_steps": 2,
+    "learning_rate": 1e-2,
+    "warmup_steps": 0,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+}
+ROWS = label_texts(["a a", "be be be be", "dog dog a", "i am fine", "mark"])
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_lm):
+    peft_model, _ = train_lora(
+        SimpleNamespace(model=copy.deepcopy(tiny_lm.model), tokenizer=tiny_lm.tokenizer), ROWS, TRAIN
+    )
+    from peft import get_peft_model_state_dict
+
+    return LoraAdapter(
+        config=peft_model.peft_config["default"], weights=get_peft_model_state_dict(peft_model)
+    ), peft_model
+
+
+def base_copy(lm):
+    return LanguageModel(copy.deepcopy(lm.model), lm.tokenizer)
+
+
+def test_compute_metrics_on_literal_predictions():
+    predictions = pd.DataFrame(
+        {
+            "letters": [2, 8, 7, 7],
+            "predicted": pd.array([2, 0, 8, None], dtype="Int64"),
+            "correct": [True, False, False, False],
+        }
+    )
+    metrics = compute_metrics(predictions)
+    assert metrics == {
+        "exact_match": 0.25,
+        "n_examples": 4,
+        "n_correct": 1,
+        "unparseable_rate": 0.25,
+        "mean_abs_error": 3.0,
+    }
+
+
+def test_attached_adapter_reproduces_the_trained_model(tiny_lm, trained):
+    adapter, peft_model = trained
+    merged = attach_adapter(base_copy(tiny_lm), adapter).model
+    batch = left_pad([[1, 2, 3, 4], [5, 6]], tiny_lm.tokenizer.pad_token_id)
+    with torch.no_grad():
+        expected = peft_model(**batch).logits
+        actual = merged(**batch).logits
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_predict_eval_set_scores_every_row(tiny_lm, trained):
+    adapter, _ = trained
+    out = predict_eval_set(base_copy(tiny_lm), adapter, ROWS, PARAMS)
+    assert len(out) == len(ROWS)
+    assert {"completion", "predicted", "correct"} <= set(out.columns)
+    expected = out["predicted"].notna() & (out["predicted"] == out["letters"])
+    assert out["correct"].tolist() == expected.fillna(False).tolist()

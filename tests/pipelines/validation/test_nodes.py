@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthtune.pipelines.generation.nodes import label_texts, split_train_test
+from synthtune.pipelines.validation.nodes import (
+    DataValidationError,
+    add_recomputed_labels,
+    gate_on_validation,
+    run_expectation_suite,
+)
+
+SUITE = yaml.safe_load((Path(__file__).parents[3] / "conf/base/expectations/train_rows.yml").read_text())
+STOP_ON_CRITICAL = {"stop_on": ["critical"]}
+
+
+@pytest.fixture
+def rows():
+    train, _ = split_train_test(label_texts(["x", "a a", "be be be be", "dog dog a", "i am fine"]), n_test=1)
+    return train
+
+
+def validate(rows, suite=SUITE):
+    return run_expectation_suite(add_recomputed_labels(rows), suite)
+
+
+def test_clean_rows_pass_every_expectation(rows):
+    summary = validate(rows)
+    assert summary["success"] is True
+    assert summary["rows"] == 4
+    assert len(summary["expectations"]) == len(SUITE["expectations"])
+    assert all(check["success"] for check in summary["expectations"])
+    assert gate_on_validation(summary, rows, STOP_ON_CRITICAL) is rows
+
+
+def test_wrong_label_stops_the_run_naming_the_expectation(rows):
+    rows.loc[2, "letters"] = 8  # "dog dog a" has 7 letters
+    summary = validate(rows)
+    assert summary["success"] is False
+    assert summary["failed_critical"] == 1
+    with pytest.raises(DataValidationError) as err:
+        gate_on_validation(summary, rows, STOP_ON_CRITICAL)
+    message = str(err.value)
+    assert "expect_column_pair_values_to_be_equal" in message
+    assert "'column_A': 'letters'" in message
+    assert "unexpected_count': 1" in message
+    assert "training was not started" in message
+
+
+def test_duplicate_and_null_rows_fail(rows):
+    rows.loc[1, "text"] = rows.loc[0, "text"]
+    rows.loc[3, "prompt"] = None
+    summary = validate(rows)
+    failed = {(c["type"], c["kwargs"].get("column")) for c in summary["expectations"] if not c["success"]}
+    assert ("expect_column_values_to_be_unique", "text") in failed
+    assert ("expect_column_values_to_not_be_null", "prompt") in failed
+
+
+def test_missing_column_fails_the_schema_check(rows):
+    summary = validate(rows.drop(columns=["n_words"]))
+    schema = next(c for c in summary["expectations"] if c["type"] == "expect_table_columns_to_match_set")
+    assert schema["success"] is False
+
+
+def test_warning_is_reported_but_does_not_stop(rows):
+    suite = {
+        "name": "lenient",
+        "expectations": [
+            {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 100}, "severity": "warning"}
+        ],
+    }
+    summary = validate(rows, suite)
+    assert summary["success"] is True and summary["failed_warning"] == 1
+    assert gate_on_validation(summary, rows, STOP_ON_CRITICAL) is rows
+    with pytest.raises(DataValidationError, match=r"\[warning\] expect_table_row_count_to_be_between"):
+        gate_on_validation(summary, rows, {"stop_on": ["critical", "warning"]})
+
+
+def test_unknown_expectation_type_is_named(rows):
+    suite = {"name": "bad", "expectations": [{"type": "expect_rows_to_be_lovely", "kwargs": {}}]}
+    with pytest.raises(
+        ValueError, match="Suite 'bad', expectation #0: unknown expectation type 'expect_rows_to_be_lovely'"
+    ):
+        validate(rows, suite)
+
+
+def test_unknown_severity_is_named(rows):
+    suite = {
+        "name": "bad",
+        "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {}, "severity": "fatal"}],
+    }
+    with pytest.raises(ValueError, match="unknown severity 'fatal'"):
+        validate(rows, suite)

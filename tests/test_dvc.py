@@ -1,0 +1,85 @@
+"""dvc.yaml agrees with the Kedro catalog, and `dvc repro` runs the project then does nothing."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthtune.pipeline_registry import STAGES, register_pipelines
+
+from .conftest import PROJECT_ROOT
+
+DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+CATALOG = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text())
+
+
+def declared(stage: dict) -> list[str]:
+    """Every path a stage writes: outs, metrics and plots."""
+    paths = []
+    for key in ("outs", "metrics", "plots"):
+        for entry in stage.get(key, []):
+            paths.append(entry if isinstance(entry, str) else next(iter(entry)))
+    return paths
+
+
+def test_one_stage_per_pipeline_running_it():
+    assert list(DVC) == list(STAGES)
+    for name, stage in DVC.items():
+        assert stage["cmd"] == f"kedro run --pipelines {name}"
+
+
+def test_every_persisted_dataset_is_an_out_of_the_stage_that_writes_it():
+    pipelines = register_pipelines()
+    for name, stage in DVC.items():
+        written = {CATALOG[d]["filepath"] for d in pipelines[name].all_outputs() if d in CATALOG}
+        assert set(declared(stage)) == written, name
+
+
+def test_outs_do_not_overlap():
+    paths = [p for stage in DVC.values() for p in declared(stage)]
+    assert len(paths) == len(set(paths))
+    for a in paths:
+        for b in paths:
+            assert a == b or not b.startswith(a.rstrip("/") + "/")
+
+
+def test_data_deps_are_outs_of_earlier_stages_or_config():
+    earlier: set[str] = set()
+    for stage in DVC.values():
+        for dep in stage["deps"]:
+            assert dep in earlier or (PROJECT_ROOT / dep).exists(), dep
+        earlier |= set(declared(stage))
+
+
+def test_params_name_existing_keys():
+    for name, stage in DVC.items():
+        for entry in stage["params"]:
+            ((path, keys),) = entry.items()
+            params = yaml.safe_load((PROJECT_ROOT / path).read_text())
+            assert path == f"conf/base/parameters_{name}.yml"
+            assert all(key in params for key in keys)
+
+
+@pytest.fixture
+def dvc_project(project):
+    env = {**os.environ, "KEDRO_ENV": "smoke", "PATH": f"{Path(shutil.which('kedro')).parent}:{os.environ['PATH']}"}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=project, check=True, env=env)
+    return project, env
+
+
+def test_dvc_repro_runs_every_stage_then_nothing(dvc_project):
+    project, env = dvc_project
+    first = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in first.stdout
+    assert (project / "dvc.lock").is_file()
+    assert (project / "data/08_reporting/test_metrics.json").is_file()
+    second = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "Running stage" not in second.stdout
+    status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
+    assert "up to date" in status.stdout

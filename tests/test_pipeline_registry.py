@@ -1,0 +1,28 @@
+from synthtune.pipeline_registry import STAGES, register_pipelines
+
+
+def test_registry_has_each_stage_full_and_default():
+    pipelines = register_pipelines()
+    assert set(pipelines) == {*STAGES, "full", "__default__"}
+    assert pipelines["__default__"] is pipelines["full"]
+
+
+def test_full_is_exactly_the_five_stages():
+    pipelines = register_pipelines()
+    stage_nodes = {n.name for stage in STAGES for n in pipelines[stage].nodes}
+    assert {n.name for n in pipelines["full"].nodes} == stage_nodes
+    assert len(stage_nodes) == sum(len(pipelines[s].nodes) for s in STAGES)  # no node in two stages
+
+
+def test_every_node_has_a_verb_noun_name():
+    for node in register_pipelines()["full"].nodes:
+        assert node.name.replace("_", "").isalpha() and "_" in node.name, node.name
+
+
+def test_stages_connect_in_order():
+    pipelines = register_pipelines()
+    produced = set()
+    for stage in STAGES:
+        free = {i for i in pipelines[stage].inputs() if not i.startswith("params:")}
+        assert free <= produced | {"train_rows_suite"}, (stage, free - produced)
+        produced |= pipelines[stage].all_outputs()

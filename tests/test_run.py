@@ -1,0 +1,92 @@
+"""Session tests: the whole project run through Kedro in the tiny ``smoke`` environment."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from synthtune.pipelines.validation.nodes import DataValidationError
+
+from .conftest import copy_project
+
+
+def run(project: Path, pipeline: str) -> None:
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="smoke") as session:
+        session.run(pipeline_names=[pipeline])
+
+
+def persisted_paths(project: Path) -> dict[str, Path]:
+    catalog = yaml.safe_load((project / "conf/base/catalog.yml").read_text())
+    return {name: project / e["filepath"] for name, e in catalog.items() if e["filepath"].startswith("data/")}
+
+
+@pytest.fixture(scope="module")
+def smoke_project(tmp_path_factory):
+    project = copy_project(tmp_path_factory.mktemp("smoke"))
+    cwd = os.getcwd()
+    os.chdir(project)  # catalog paths are relative to the project root
+    try:
+        run(project, "full")
+        yield project
+    finally:
+        os.chdir(cwd)
+
+
+def test_full_run_persists_every_artifact(smoke_project):
+    paths = persisted_paths(smoke_project)
+    assert len(paths) == 13
+    missing = [name for name, path in paths.items() if not path.exists()]
+    assert missing == []
+    assert (smoke_project / "data/06_models/lora_adapter/adapter_model.safetensors").is_file()
+    assert (smoke_project / "data/06_models/base_model/model.safetensors").is_file()
+
+
+def test_full_run_writes_metrics(smoke_project):
+    metrics = json.loads((smoke_project / "data/08_reporting/test_metrics.json").read_text())
+    assert set(metrics) == {"exact_match", "n_examples", "n_correct", "unparseable_rate", "mean_abs_error"}
+    assert metrics["n_examples"] == 40
+    assert 0.0 <= metrics["exact_match"] <= 1.0
+    assert metrics["n_correct"] == round(metrics["exact_match"] * metrics["n_examples"])
+
+
+def test_full_run_splits_are_disjoint_and_curated(smoke_project):
+    data = smoke_project / "data"
+    train = pd.read_parquet(data / "05_model_input/train.parquet")
+    test = pd.read_parquet(data / "05_model_input/test.parquet")
+    raw = pd.read_parquet(data / "01_raw/train_raw.parquet")
+    rejected = pd.read_parquet(data / "03_primary/train_rejected.parquet")
+    assert set(train["text"]).isdisjoint(test["text"])
+    assert train["text"].is_unique
+    assert len(train) + len(rejected) == len(raw)
+    counts = json.loads((data / "08_reporting/curation_counts.json").read_text())
+    assert counts["rows_kept"] == len(train) and counts["rows_dropped"] == len(rejected)
+    validation = json.loads((data / "08_reporting/train_validation.json").read_text())
+    assert validation["success"] is True
+
+
+def test_training_log_has_one_row_per_step(smoke_project):
+    log = pd.read_csv(smoke_project / "data/08_reporting/training_log.csv")
+    assert log["step"].tolist() == list(range(1, 13))
+    assert log["loss"].notna().all()
+
+
+def test_wrong_label_stops_the_run_before_training(smoke_project):
+    curated = smoke_project / "data/03_primary/train_curated.parquet"
+    model_input = smoke_project / "data/05_model_input/train.parquet"
+    before = model_input.read_bytes()
+    rows = pd.read_parquet(curated)
+    rows.loc[3, "letters"] += 1
+    rows.to_parquet(curated)
+    with pytest.raises(DataValidationError) as err:
+        run(smoke_project, "validation")
+    assert "expect_column_pair_values_to_be_equal" in str(err.value)
+    assert "'column_A': 'letters'" in str(err.value)
+    assert model_input.read_bytes() == before  # the previous model input is intact
+    summary = json.loads((smoke_project / "data/08_reporting/train_validation.json").read_text())
+    assert summary["success"] is False  # the report of the failed run is kept

@@ -37,10 +37,18 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
+def new_project(parent: Path) -> Path:
+    """A fresh copy of the project at ``parent/project``, with ``parent/shared`` beside it
+    as the real project has (the external benchmark is read from ``../shared``)."""
+    (parent / "shared").symlink_to(PROJECT_ROOT.parent / "shared")
+    (parent / "project").mkdir()
+    return copy_project(parent / "project")
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh copy of the project in a temporary directory."""
-    return copy_project(tmp_path)
+    return new_project(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +62,18 @@ def tiny_lm():
         str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="smoke", merge_strategy={"parameters": "soft"}
     )
     return prepare_base_model(loader["parameters"]["training"]["base_model"])
+
+
+def make_rows(texts, task_name: str = "letter_count", fmt: str = "direct", **fields):
+    """Task rows for literal texts, asked with the task's first template (as generation does)."""
+    import numpy as np
+    import pandas as pd
+
+    from synthtune.pipelines.generation.nodes import ask
+    from synthtune.tasks import get_task
+
+    task = get_task(task_name)
+    rows = pd.DataFrame({"text": list(texts), **fields})
+    rows = rows.assign(label=task.label(rows))
+    asked = ask(task, rows, task.train_templates[:1], fmt, np.random.default_rng(0), "train")
+    return asked.assign(label_noisy=False)

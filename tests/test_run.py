@@ -12,7 +12,7 @@ from kedro.framework.startup import bootstrap_project
 
 from synthtune.pipelines.validation.nodes import DataValidationError
 
-from .conftest import copy_project
+from .conftest import new_project
 
 
 def run(project: Path, pipeline: str) -> None:
@@ -28,7 +28,7 @@ def persisted_paths(project: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def smoke_project(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("smoke"))
+    project = new_project(tmp_path_factory.mktemp("smoke"))
     cwd = os.getcwd()
     os.chdir(project)  # catalog paths are relative to the project root
     try:
@@ -40,7 +40,7 @@ def smoke_project(tmp_path_factory):
 
 def test_full_run_persists_every_artifact(smoke_project):
     paths = persisted_paths(smoke_project)
-    assert len(paths) == 13
+    assert len(paths) == 18
     missing = [name for name, path in paths.items() if not path.exists()]
     assert missing == []
     assert (smoke_project / "data/06_models/lora_adapter/adapter_model.safetensors").is_file()
@@ -70,6 +70,27 @@ def test_full_run_splits_are_disjoint_and_curated(smoke_project):
     assert validation["success"] is True
 
 
+def test_generation_gives_the_same_bytes_for_the_same_parameters(smoke_project, tmp_path):
+    again = new_project(tmp_path)
+    os.chdir(again)
+    try:
+        run(again, "generation")
+    finally:
+        os.chdir(smoke_project)
+    written = [p for p in (again / "data").rglob("*") if p.is_file() and p.name != ".gitkeep"]
+    assert len(written) == 8  # 6 tables, the report and its figure
+    for path in written:
+        assert path.read_bytes() == (smoke_project / path.relative_to(again)).read_bytes(), path.name
+
+
+def test_distribution_report_and_figure(smoke_project):
+    report = json.loads((smoke_project / "data/08_reporting/distribution_report.json").read_text())
+    assert set(report["rows"]) == {"train", "test", "probes", "heldout_templates", "external"}
+    assert report["rows"]["probes"] >= 100
+    assert set(report["tvd_from_train"]) == {"test", "probes", "heldout_templates", "external"}
+    assert (smoke_project / "data/08_reporting/distribution.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_training_log_has_one_row_per_step(smoke_project):
     log = pd.read_csv(smoke_project / "data/08_reporting/training_log.csv")
     assert log["step"].tolist() == list(range(1, 13))
@@ -81,12 +102,12 @@ def test_wrong_label_stops_the_run_before_training(smoke_project):
     model_input = smoke_project / "data/05_model_input/train.parquet"
     before = model_input.read_bytes()
     rows = pd.read_parquet(curated)
-    rows.loc[3, "letters"] += 1
+    rows.loc[3, "label"] += 1
     rows.to_parquet(curated)
     with pytest.raises(DataValidationError) as err:
         run(smoke_project, "validation")
     assert "expect_column_pair_values_to_be_equal" in str(err.value)
-    assert "'column_A': 'letters'" in str(err.value)
+    assert "'column_A': 'label'" in str(err.value)
     assert model_input.read_bytes() == before  # the previous model input is intact
     summary = json.loads((smoke_project / "data/08_reporting/train_validation.json").read_text())
     assert summary["success"] is False  # the report of the failed run is kept

@@ -1,56 +1,52 @@
 """Letter counting: how many alphabetic characters a string holds.
 
-"Letters" means ``str.isalpha`` characters; spaces, digits and punctuation are not letters,
-so ``"dog dog a"`` has 7.
+``"dog dog a"`` -> 7. "Letters" are ``str.isalpha`` characters: spaces, digits and
+punctuation are not letters.
 """
 
-import re
-
 import numpy as np
+import pandas as pd
 
-PROMPT_TEMPLATE = 'how many letters are there in the following string: "{text}"?'
-
-_LAST_INTEGER = re.compile(r"(-?\d+)(?!.*\d)", re.DOTALL)
-
-
-def count_letters(text: str) -> int:
-    """Return the number of alphabetic characters in ``text`` (the label, recomputed)."""
-    return sum(char.isalpha() for char in text)
+from .base import Task, count_letters, count_letters_vectorised
 
 
-def render_prompt(text: str, template: str = PROMPT_TEMPLATE) -> str:
-    """Ask the question about ``text`` with ``template`` (which holds ``{text}``)."""
-    return template.format(text=text)
+class LetterCount(Task):
+    name = "letter_count"
+    train_templates = (
+        'how many letters are there in the following string: "{text}"?',
+        'Count the letters in "{text}".',
+        'How many letters does "{text}" contain?',
+        'What is the number of letters in the string "{text}"?',
+        '"{text}": how many letters is that?',
+        'Tell me how many alphabetic characters are in "{text}".',
+    )
+    heldout_templates = (
+        'Please count every letter in this text: "{text}". How many are there?',
+        'Letter count of "{text}"?',
+        'Ignoring spaces and punctuation, how many letters make up "{text}"?',
+    )
+    formats = ("direct", "tally")
+
+    def label(self, rows: pd.DataFrame) -> np.ndarray:
+        return count_letters_vectorised(rows["text"])
+
+    def render_steps(self, rows: pd.DataFrame, labels, fmt: str) -> list[str]:
+        """``tally``: each word with its letters and the running total, then the answer.
+
+        ``"dog dog a"`` -> ``"dog 3 (3), dog 3 (6), a 1 (7). Answer: 7"``. A 135M model
+        cannot add many numbers in one step; one small addition per word it can learn.
+        """
+        return [tally(text) for text in rows["text"]]
 
 
-def render_answer(letters: int) -> str:
-    """Render the expected answer in the direct format: the number alone."""
-    return str(letters)
+def tally(text: str) -> str:
+    """The running-tally answer for one string."""
+    total, steps = 0, []
+    for word in text.split():
+        letters = count_letters(word)
+        total += letters
+        steps.append(f"{word} {letters} ({total})")
+    return (", ".join(steps) + ". " if steps else "") + f"Answer: {total}"
 
 
-def parse_answer(completion: str) -> int | None:
-    """Read the final integer of a model's completion, or ``None`` if it has none.
-
-    Taking the last number lets one parser serve both a direct answer (``"7"``) and a
-    step-by-step one that ends in its total (``"... Answer: 7"``).
-    """
-    match = _LAST_INTEGER.search(completion)
-    return int(match.group(1)) if match else None
-
-
-def sample_texts(
-    words: np.ndarray,
-    n: int,
-    min_words: int,
-    max_words: int,
-    rng: np.random.Generator,
-) -> list[str]:
-    """Draw ``n`` strings of ``min_words``-``max_words`` words, uniformly with replacement.
-
-    Vectorised: one draw for all lengths and one for all words, so a million rows take
-    seconds.
-    """
-    lengths = rng.integers(min_words, max_words + 1, size=n)
-    flat = words[rng.integers(0, len(words), size=int(lengths.sum()))]
-    bounds = np.cumsum(lengths)[:-1]
-    return [" ".join(chunk) for chunk in np.split(flat, bounds)]
+TASK = LetterCount()

@@ -7,8 +7,9 @@ import torch
 
 from synthtune.llm import LanguageModel, LoraAdapter, left_pad
 from synthtune.pipelines.evaluation.nodes import attach_adapter, compute_metrics, predict_eval_set
-from synthtune.pipelines.generation.nodes import label_texts
 from synthtune.pipelines.training.nodes import train_lora
+
+from ...conftest import make_rows
 
 PARAMS = {"device": "cpu", "dtype": "float32", "system_prompt": "", "batch_size": 2, "max_new_tokens": 3}
 TRAIN = {
@@ -24,7 +25,7 @@ TRAIN = {
     "weight_decay": 0.0,
     "max_grad_norm": 1.0,
 }
-ROWS = label_texts(["a a", "be be be be", "dog dog a", "i am fine", "mark"])
+ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark"])
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def base_copy(lm):
 def test_compute_metrics_on_literal_predictions():
     predictions = pd.DataFrame(
         {
-            "letters": [2, 8, 7, 7],
+            "label": [2, 8, 7, 7],
             "predicted": pd.array([2, 0, 8, None], dtype="Int64"),
             "correct": [True, False, False, False],
         }
@@ -73,8 +74,8 @@ def test_attached_adapter_reproduces_the_trained_model(tiny_lm, trained):
 
 def test_predict_eval_set_scores_every_row(tiny_lm, trained):
     adapter, _ = trained
-    out = predict_eval_set(base_copy(tiny_lm), adapter, ROWS, PARAMS)
+    out = predict_eval_set(base_copy(tiny_lm), adapter, ROWS, "letter_count", PARAMS)
     assert len(out) == len(ROWS)
     assert {"completion", "predicted", "correct"} <= set(out.columns)
-    expected = out["predicted"].notna() & (out["predicted"] == out["letters"])
+    expected = out["predicted"].notna() & (out["predicted"] == out["label"])
     assert out["correct"].tolist() == expected.fillna(False).tolist()

@@ -1,69 +1,181 @@
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from synthtune.pipelines.generation.nodes import build_word_list, label_texts, sample_rows, split_train_test
+from synthtune.pipelines.generation.nodes import (
+    add_label_noise,
+    build_vocabulary,
+    check_generation_params,
+    draw_rows,
+    make_external_set,
+    make_heldout_template_set,
+    make_probe_set,
+    make_test_set,
+    make_train_set,
+    split_train_test,
+)
+from synthtune.tasks import get_task
 
-PARAMS = {"seed": 7, "n_train": 300, "n_test": 50, "min_words": 1, "max_words": 3}
-WORDS = pd.DataFrame({"word": ["a", "i", "am", "be", "dog", "fine", "mark", "house", "letter"]})
+from ...conftest import PROJECT_ROOT, make_rows
 
-
-def test_label_texts_labels_the_case_study_rows():
-    rows = label_texts(["a a", "be be be be", "dog dog a", "i am fine"])
-    assert rows["letters"].tolist() == [2, 8, 7, 7]
-    assert rows["answer"].tolist() == ["2", "8", "7", "7"]
-    assert rows["n_words"].tolist() == [2, 4, 3, 3]
-    assert rows["prompt"][2] == 'how many letters are there in the following string: "dog dog a"?'
-
-
-def test_build_word_list_keeps_lowercase_alphabetic_words():
-    words = build_word_list({"language": "en", "top_n": 500, "min_length": 1})["word"]
-    assert len(words) > 300
-    assert words.is_unique
-    assert all(w.isascii() and w.isalpha() and w.islower() for w in words)
-    assert {"a", "i", "the"} <= set(words)
-
-
-def test_build_word_list_fails_clearly_when_filters_leave_nothing():
-    with pytest.raises(ValueError, match="generation.word_list: no word left"):
-        build_word_list({"language": "en", "top_n": 10, "min_length": 40})
+BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_generation.yml").read_text())["generation"]
+PARAMS = {**BASE, "n_train": 300, "n_test": 50}
+PROBES = yaml.safe_load((PROJECT_ROOT / "conf/base/probes.yml").read_text())
+CUTE = PROJECT_ROOT.parent / "shared/benchmarks/cute"
 
 
-def test_sample_rows_is_seeded():
-    first = sample_rows(WORDS, PARAMS)
-    assert len(first) == PARAMS["n_train"] + PARAMS["n_test"]
-    pd.testing.assert_frame_equal(first, sample_rows(WORDS, PARAMS))
-    assert not first.equals(sample_rows(WORDS, {**PARAMS, "seed": 8}))
+@pytest.fixture(scope="module")
+def vocabulary():
+    return build_vocabulary(BASE["vocabulary"])
+
+
+def test_build_vocabulary_keeps_lowercase_words_with_frequencies(vocabulary):
+    assert len(vocabulary) > 15000
+    assert vocabulary["word"].is_unique
+    assert vocabulary["word"].str.fullmatch(r"[a-z]+('[a-z]+)?").all()
+    assert {"a", "i", "the", "don't"} <= set(vocabulary["word"])
+    assert (
+        vocabulary["frequency"].is_monotonic_decreasing
+        or vocabulary["frequency"].iloc[0] > vocabulary["frequency"].iloc[-1]
+    )
+
+
+def test_build_vocabulary_fails_clearly_on_an_empty_list():
+    with pytest.raises(ValueError, match="generation.vocabulary: no word left"):
+        build_vocabulary({"language": "ja", "top_n": 10})
+
+
+def test_build_vocabulary_names_an_unknown_language():
+    with pytest.raises(ValueError, match=r"generation.vocabulary.language='zz' is unknown to wordfreq; allowed: \["):
+        build_vocabulary({"language": "zz", "top_n": 10})
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"n_train": 0}, "generation.n_train must be a positive integer"),
-        ({"n_test": -5}, "generation.n_test must be a positive integer"),
-        ({"min_words": 4, "max_words": 2}, r"generation.min_words \(4\) must not exceed generation.max_words \(2\)"),
+        ({"task": "poetry"}, "generation.task='poetry' is unknown; allowed: "),
+        ({"profile": "clever"}, "generation.profile='clever' is unknown; allowed: "),
+        (
+            {"answer_format": "essay"},
+            r"generation.answer_format='essay' is unknown for task 'letter_count'; allowed: \['direct', 'tally'\]",
+        ),
+        ({"n_train": 0}, "generation.n_train must be a positive integer, got 0"),
+        ({"n_test": -5}, "generation.n_test must be a positive integer, got -5"),
+        ({"label_noise": 1.5}, r"generation.label_noise must be in \[0, 1\)"),
     ],
 )
-def test_sample_rows_rejects_bad_sizes(override, message):
+def test_bad_parameters_stop_before_generation(override, message):
     with pytest.raises(ValueError, match=message):
-        sample_rows(WORDS, {**PARAMS, **override})
+        check_generation_params({**PARAMS, **override})
+
+
+@pytest.mark.parametrize("profile", ["naive", "balanced", "usage"])
+def test_draw_rows_is_seeded_and_every_label_verifies(vocabulary, profile):
+    params = {**PARAMS, "profile": profile}
+    rows = draw_rows(vocabulary, params)
+    assert len(rows) == 350
+    pd.testing.assert_frame_equal(rows, draw_rows(vocabulary, params))
+    assert rows["label"].tolist() == [sum(c.isalpha() for c in t) for t in rows["text"]]
+
+
+def test_draw_rows_for_char_count_adds_the_letter(vocabulary):
+    rows = draw_rows(vocabulary, {**PARAMS, "task": "char_count", "answer_format": "spell"})
+    assert rows["label"].tolist() == [t.lower().count(c) for t, c in zip(rows["text"], rows["letter"], strict=True)]
 
 
 def test_split_is_disjoint_and_keeps_repeats_in_train():
-    rows = label_texts(["a a", "dog", "a a", "i am fine", "dog", "mark"])
+    rows = make_rows(["a a", "dog", "a a", "i am fine", "dog", "mark"])
     train, test = split_train_test(rows, n_test=2)
     assert test["text"].tolist() == ["a a", "dog"]
     assert train["text"].tolist() == ["i am fine", "mark"]
-    assert set(train["text"]).isdisjoint(test["text"])
-    assert train["row_id"].tolist() == ["train-0000000", "train-0000001"]
-    assert test["row_id"].is_unique
-
-
-def test_split_with_repeated_train_draws_keeps_duplicates():
-    rows = label_texts(["a", "b c", "b c", "b c"])
-    train, _ = split_train_test(rows, n_test=1)
-    assert train["text"].tolist() == ["b c", "b c", "b c"]
+    assert split_train_test(make_rows(["a", "b c", "b c", "b c"]), 1)[0]["text"].tolist() == ["b c"] * 3
 
 
 def test_split_fails_when_too_few_distinct_texts():
     with pytest.raises(ValueError, match="generation.n_test=3 distinct strings"):
-        split_train_test(label_texts(["a", "a", "b"]), n_test=3)
+        split_train_test(make_rows(["a", "a", "b"]), n_test=3)
+
+
+def test_train_and_test_sets_are_asked_and_answered(vocabulary):
+    train_draws, test_draws = split_train_test(draw_rows(vocabulary, PARAMS), PARAMS["n_test"])
+    train = make_train_set(train_draws, PARAMS)
+    test = make_test_set(test_draws, PARAMS)
+    assert set(train["text"]).isdisjoint(test["text"])
+    assert train["row_id"].is_unique and test["row_id"].str.startswith("test-").all()
+    assert train["answer"].tolist() == [str(v) for v in train["label"]]
+    assert not train["label_noisy"].any()
+    assert train["template_id"].nunique() == len(get_task("letter_count").train_templates)
+    assert all(f'"{t}"' in p for t, p in zip(train["text"], train["prompt"], strict=True))
+
+
+def test_tally_answers_end_with_the_label(vocabulary):
+    params = {**PARAMS, "answer_format": "tally"}
+    train = make_train_set(split_train_test(draw_rows(vocabulary, params), 50)[0], params)
+    assert all(a.endswith(f"Answer: {v}") for a, v in zip(train["answer"], train["label"], strict=True))
+
+
+def test_label_noise_corrupts_the_asked_share_and_marks_it():
+    rows = make_rows(["dog dog a"] * 2000, fmt="tally")
+    noisy = add_label_noise(rows, 0.1, np.random.default_rng(0))
+    assert noisy["label_noisy"].mean() == pytest.approx(0.1, abs=0.02)
+    changed = noisy["label"] != rows["label"]
+    assert (changed == noisy["label_noisy"]).all()
+    assert (noisy["label"] >= 0).all()
+    assert all(a.endswith(f"Answer: {v}") for a, v in zip(noisy["answer"], noisy["label"], strict=True))
+    assert add_label_noise(rows, 0.0, np.random.default_rng(0))["label"].equals(rows["label"])
+
+
+def test_heldout_template_set_reasks_test_strings_with_unseen_templates(vocabulary):
+    _, test_draws = split_train_test(draw_rows(vocabulary, PARAMS), PARAMS["n_test"])
+    heldout = make_heldout_template_set(test_draws, PARAMS)
+    task = get_task("letter_count")
+    assert heldout["text"].tolist() == test_draws["text"].tolist()
+    for text, prompt, template in zip(heldout["text"], heldout["prompt"], heldout["template_id"], strict=True):
+        assert prompt == task.heldout_templates[template].format(text=text)
+        assert prompt not in {t.format(text=text) for t in task.train_templates}
+
+
+def test_probe_set_has_every_category_and_the_case_study():
+    probes = make_probe_set(PROBES, PARAMS)
+    assert len(probes) >= 100
+    assert {
+        "case_study",
+        "one_letter_words",
+        "repeats",
+        "capitals_punctuation",
+        "single_words",
+        "empty_looking",
+    } <= set(probes["category"])
+    by_text = dict(zip(probes["text"], probes["label"], strict=True))
+    assert (
+        by_text["a a"] == 2 and by_text["be be be be"] == 8 and by_text["dog dog a"] == 7 and by_text["i am fine"] == 7
+    )
+    assert by_text[" ".join(["mark"] * 100)] == 400
+    repeats = probes[probes["category"] == "repeats"]["text"].str.split().str.len()
+    assert repeats.min() == 2 and repeats.max() == 100
+
+
+def test_a_wrong_hand_written_probe_is_named():
+    spec = {"letter_count": {"case_study": [{"text": "a a", "expected": 3}]}}
+    with pytest.raises(ValueError, match=r"category 'case_study' text 'a a': expected 3, verifier says 2"):
+        make_probe_set(spec, PARAMS)
+
+
+def test_char_count_probes():
+    probes = make_probe_set(PROBES, {**PARAMS, "task": "char_count"})
+    assert len(probes) >= 20
+    row = probes[probes["text"] == "strawberry"].iloc[0]
+    assert row["prompt"] == 'how many times does the letter r appear in "strawberry"?' and row["label"] == 3
+
+
+def test_external_set_reads_cute_and_checks_its_counts():
+    sentences = pd.read_json(CUTE / "sentences.jsonl", lines=True)
+    words = pd.read_json(CUTE / "words.jsonl", lines=True)
+    external = make_external_set(sentences, words, PARAMS)
+    assert len(external) == len(sentences) + len(words)
+    assert set(external["source"]) == {"cute_sentences", "cute_words"}
+    assert external["label"].tolist() == sentences["letters"].tolist() + words["letters"].tolist()
+    broken = sentences.assign(letters=sentences["letters"] + 1)
+    with pytest.raises(ValueError, match="external: 997 CUTE rows disagree"):
+        make_external_set(broken, words, PARAMS)

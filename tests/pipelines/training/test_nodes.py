@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from synthtune.llm import IGNORE_INDEX
-from synthtune.pipelines.generation.nodes import label_texts
 from synthtune.pipelines.training.nodes import (
     answer_loss,
     batch_order,
@@ -15,7 +14,9 @@ from synthtune.pipelines.training.nodes import (
     train_lora,
 )
 
-ROWS = label_texts(["a a", "be be be be", "dog dog a", "i am fine", "mark", "the cat sat"])
+from ...conftest import make_rows
+
+ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark", "the cat sat"])
 PARAMS = {
     "seed": 0,
     "device": "cpu",

@@ -3,7 +3,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthtune.pipelines.generation.nodes import label_texts, split_train_test
 from synthtune.pipelines.validation.nodes import (
     DataValidationError,
     add_recomputed_labels,
@@ -11,18 +10,19 @@ from synthtune.pipelines.validation.nodes import (
     run_expectation_suite,
 )
 
+from ...conftest import make_rows
+
 SUITE = yaml.safe_load((Path(__file__).parents[3] / "conf/base/expectations/train_rows.yml").read_text())
 STOP_ON_CRITICAL = {"stop_on": ["critical"]}
 
 
 @pytest.fixture
 def rows():
-    train, _ = split_train_test(label_texts(["x", "a a", "be be be be", "dog dog a", "i am fine"]), n_test=1)
-    return train
+    return make_rows(["a a", "be be be be", "dog dog a", "i am fine"], fmt="tally")
 
 
-def validate(rows, suite=SUITE):
-    return run_expectation_suite(add_recomputed_labels(rows), suite)
+def validate(rows, suite=SUITE, task="letter_count"):
+    return run_expectation_suite(add_recomputed_labels(rows, task), suite)
 
 
 def test_clean_rows_pass_every_expectation(rows):
@@ -35,15 +35,16 @@ def test_clean_rows_pass_every_expectation(rows):
 
 
 def test_wrong_label_stops_the_run_naming_the_expectation(rows):
-    rows.loc[2, "letters"] = 8  # "dog dog a" has 7 letters
+    rows.loc[2, "label"] = 8  # "dog dog a" has 7 letters (and its answer still says 7)
     summary = validate(rows)
     assert summary["success"] is False
-    assert summary["failed_critical"] == 1
+    assert summary["failed_critical"] == 2
     with pytest.raises(DataValidationError) as err:
         gate_on_validation(summary, rows, STOP_ON_CRITICAL)
     message = str(err.value)
     assert "expect_column_pair_values_to_be_equal" in message
-    assert "'column_A': 'letters'" in message
+    assert "'column_A': 'label', 'column_B': 'label_recomputed'" in message
+    assert "'column_A': 'answer_label', 'column_B': 'label'" in message
     assert "unexpected_count': 1" in message
     assert "training was not started" in message
 
@@ -57,8 +58,21 @@ def test_duplicate_and_null_rows_fail(rows):
     assert ("expect_column_values_to_not_be_null", "prompt") in failed
 
 
+def test_answer_that_disagrees_with_its_label_fails(rows):
+    rows.loc[0, "answer"] = "a 1 (1), a 1 (2). Answer: 3"
+    failed = [c for c in validate(rows)["expectations"] if not c["success"]]
+    assert [(c["type"], c["kwargs"]["column_A"]) for c in failed] == [
+        ("expect_column_pair_values_to_be_equal", "answer_label")
+    ]
+
+
+def test_char_count_rows_pass_the_same_suite():
+    rows = make_rows(["strawberry", "banana"], task_name="char_count", fmt="spell", letter=["r", "a"])
+    assert validate(rows, task="char_count")["success"] is True
+
+
 def test_missing_column_fails_the_schema_check(rows):
-    summary = validate(rows.drop(columns=["n_words"]))
+    summary = validate(rows.drop(columns=["template_id"]))
     schema = next(c for c in summary["expectations"] if c["type"] == "expect_table_columns_to_match_set")
     assert schema["success"] is False
 

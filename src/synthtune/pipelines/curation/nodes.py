@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from synthtune.tasks import letter_count
+from synthtune.tasks import get_task
 
 REJECT_COLUMNS = ("step", "reason")
 
@@ -20,21 +20,24 @@ def normalise_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def normalise_rows(rows: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
-    """Normalise each row's text and re-render its prompt from the normalised text.
+def normalise_rows(rows: pd.DataFrame, task_name: str, params: dict[str, Any]) -> pd.DataFrame:
+    """Normalise each row's text, re-ask it with its own template and normalise the answer.
 
     Args:
-        rows: Task rows with ``text`` and ``prompt``.
+        rows: Training rows with ``text``, ``template_id``, ``prompt`` and ``answer``.
+        task_name: The task whose training templates asked the rows.
         params: ``enabled`` (bool): ``False`` passes rows through unchanged.
 
     Returns:
-        The rows with normalised ``text`` and ``prompt`` (labels are unchanged: NFC and
-        whitespace folding keep the letter count).
+        The rows with normalised ``text``, ``prompt`` and ``answer``. Labels are unchanged:
+        NFC and whitespace folding keep every letter.
     """
     if not params["enabled"]:
         return rows
-    text = rows["text"].map(normalise_text)
-    return rows.assign(text=text, prompt=text.map(letter_count.render_prompt))
+    templates = get_task(task_name).train_templates
+    rows = rows.assign(text=rows["text"].map(normalise_text), answer=rows["answer"].map(normalise_text))
+    fields = rows.drop(columns=["prompt", "answer", "label"]).to_dict("records")
+    return rows.assign(prompt=[templates[f["template_id"]].format(**f) for f in fields])
 
 
 def drop_exact_duplicates(rows: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -9,7 +9,12 @@ def create_pipeline(**kwargs) -> Pipeline:
     """raw train rows -> normalised -> de-duplicated, with rejects and counts."""
     return Pipeline(
         [
-            node(normalise_rows, ["raw_train", "params:curation.normalise"], "normalised_train", name="normalise_rows"),
+            node(
+                normalise_rows,
+                ["raw_train", "params:generation.task", "params:curation.normalise"],
+                "normalised_train",
+                name="normalise_rows",
+            ),
             node(
                 drop_exact_duplicates,
                 ["normalised_train", "params:curation.deduplicate_exact"],

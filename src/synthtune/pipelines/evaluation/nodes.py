@@ -7,7 +7,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synthtune.llm import LanguageModel, LoraAdapter, encode_prompts, left_pad, pick_device, pick_dtype, set_threads
-from synthtune.tasks import letter_count
+from synthtune.tasks import get_task
 
 
 def attach_adapter(base_model: LanguageModel, adapter: LoraAdapter) -> LanguageModel:
@@ -53,26 +53,26 @@ def greedy_complete(model: LanguageModel, prompts: list[str], params: dict[str, 
 
 
 def predict_eval_set(
-    base_model: LanguageModel, adapter: LoraAdapter, rows: pd.DataFrame, params: dict[str, Any]
+    base_model: LanguageModel, adapter: LoraAdapter, rows: pd.DataFrame, task_name: str, params: dict[str, Any]
 ) -> pd.DataFrame:
     """Answer every row of an evaluation set and score it.
 
     Returns:
-        The rows with ``completion``, ``predicted`` (last integer of the completion, or
-        missing) and ``correct`` (predicted equals the recomputed letter count).
+        The rows with ``completion``, ``predicted`` (the number the completion ends with,
+        or missing) and ``correct`` (predicted equals the label the task recomputes).
     """
+    task = get_task(task_name)
     model = attach_adapter(base_model, adapter)
     completions = greedy_complete(model, rows["prompt"].tolist(), params)
-    predicted = pd.array([letter_count.parse_answer(c) for c in completions], dtype="Int64")
-    expected = rows["text"].map(letter_count.count_letters)
-    correct = (predicted == expected.to_numpy()).fillna(False).astype(bool)
+    predicted = pd.array([task.parse_answer(c) for c in completions], dtype="Int64")
+    correct = (predicted == task.label(rows)).fillna(False).astype(bool)
     return rows.assign(completion=completions, predicted=predicted, correct=correct)
 
 
 def compute_metrics(predictions: pd.DataFrame) -> dict[str, Any]:
     """Exact-match accuracy and how far off the wrong answers are."""
     answered = predictions["predicted"].notna()
-    error = (predictions["predicted"] - predictions["letters"]).abs()
+    error = (predictions["predicted"] - predictions["label"]).abs()
     return {
         "exact_match": float(predictions["correct"].mean()),
         "n_examples": len(predictions),

@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 predict_eval_set,
-                ["base_model", "lora_adapter", "test_set", "params:evaluation"],
+                ["base_model", "lora_adapter", "test_set", "params:generation.task", "params:evaluation"],
                 "test_predictions",
                 name="predict_test_set",
             ),

@@ -1,79 +1,91 @@
-"""Nodes of the generation pipeline."""
+"""Nodes of the generation pipeline: training rows, evaluation sets and parameter checks."""
 
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import wordfreq
 
-from synthtune.tasks import letter_count
+from synthtune import profiles
+from synthtune.tasks import get_task
+from synthtune.tasks.base import Task
+
+# RNG streams, one per random decision, so changing one never shifts another's draws.
+STREAM_SAMPLE, STREAM_TRAIN_PROMPTS, STREAM_TEST_PROMPTS, STREAM_HELDOUT, STREAM_NOISE, STREAM_EXTERNAL = range(6)
+WORD = re.compile(r"[a-z]+('[a-z]+)?")
 
 
-def build_word_list(params: dict[str, Any]) -> pd.DataFrame:
-    """Take the most frequent words of a language from wordfreq (offline, in the wheel).
+def rng_for(seed: int, stream: int) -> np.random.Generator:
+    """An independent, seeded generator for one stream."""
+    return np.random.default_rng([seed, stream])
+
+
+def check_generation_params(params: dict[str, Any]) -> None:
+    """Stop before any generation on an unknown task, profile or format, or bad sizes."""
+    task = get_task(params["task"])
+    profiles.check_profile_params(params["profile"], params["profiles"].get(params["profile"], {}))
+    if params["answer_format"] not in task.formats:
+        raise ValueError(
+            f"generation.answer_format={params['answer_format']!r} is unknown for task {task.name!r}; "
+            f"allowed: {list(task.formats)}"
+        )
+    for key in ("n_train", "n_test"):
+        value = params[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"generation.{key} must be a positive integer, got {value!r}")
+    if not 0 <= params["label_noise"] < 1:
+        raise ValueError(f"generation.label_noise must be in [0, 1), got {params['label_noise']!r}")
+
+
+def build_vocabulary(params: dict[str, Any]) -> pd.DataFrame:
+    """The language's most frequent words with their frequencies, from wordfreq (offline).
 
     Args:
-        params: ``language``, ``top_n`` (how many frequent words to read) and
-            ``min_length`` (shortest word kept).
+        params: ``language`` and ``top_n`` (how many frequent words to read).
 
     Returns:
-        One column ``word``: lowercase ASCII alphabetic words, most frequent first.
+        Columns ``word`` (lowercase, letters with at most one apostrophe) and
+        ``frequency``, most frequent first.
 
     Raises:
-        ValueError: if no word survives the filters.
+        ValueError: if no word survives the filter.
     """
-    _require_positive(params, "generation.word_list", ("top_n", "min_length"))
+    if not isinstance(params["top_n"], int) or params["top_n"] < 1:
+        raise ValueError(f"generation.vocabulary.top_n must be a positive integer, got {params['top_n']!r}")
+    languages = sorted(wordfreq.available_languages())
+    if params["language"] not in languages:
+        raise ValueError(
+            f"generation.vocabulary.language={params['language']!r} is unknown to wordfreq; allowed: {languages}"
+        )
     raw = wordfreq.top_n_list(params["language"], params["top_n"])
-    words = [w for w in raw if w.isascii() and w.isalpha() and w.islower() and len(w) >= params["min_length"]]
-    words = list(dict.fromkeys(words))
+    words = list(dict.fromkeys(w for w in raw if WORD.fullmatch(w)))
     if not words:
         raise ValueError(
-            f"generation.word_list: no word left after filtering {len(raw)} words of language "
-            f"{params['language']!r} (top_n={params['top_n']}, min_length={params['min_length']}); "
-            "expected at least one lowercase ASCII alphabetic word"
+            f"generation.vocabulary: no word left after filtering {len(raw)} words of language "
+            f"{params['language']!r}; expected lowercase words of letters"
         )
-    return pd.DataFrame({"word": words})
+    frequency = [wordfreq.word_frequency(w, params["language"]) for w in words]
+    return pd.DataFrame({"word": words, "frequency": frequency})
 
 
-def sample_rows(word_list: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
-    """Draw ``n_train + n_test`` labelled rows from the word list with a seeded RNG.
-
-    Args:
-        word_list: Table with a ``word`` column.
-        params: ``seed``, ``n_train``, ``n_test``, ``min_words``, ``max_words``.
+def draw_rows(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """Draw ``n_train + n_test`` labelled task rows with the chosen profile.
 
     Returns:
-        Rows ``text``, ``prompt``, ``answer``, ``letters``, ``n_words`` in draw order;
-        the same text may be drawn more than once.
+        ``text``, the task's own fields and ``label`` (recomputed by the task), in draw
+        order; the same text may be drawn more than once.
     """
-    _require_positive(params, "generation", ("n_train", "n_test", "min_words", "max_words"))
-    if params["min_words"] > params["max_words"]:
-        raise ValueError(
-            f"generation.min_words ({params['min_words']}) must not exceed generation.max_words ({params['max_words']})"
-        )
-    rng = np.random.default_rng(params["seed"])
-    texts = letter_count.sample_texts(
-        word_list["word"].to_numpy(dtype=object),
+    check_generation_params(params)
+    task = get_task(params["task"])
+    rows = task.generate(
         params["n_train"] + params["n_test"],
-        params["min_words"],
-        params["max_words"],
-        rng,
+        params["profile"],
+        vocabulary,
+        rng_for(params["seed"], STREAM_SAMPLE),
+        params["profiles"][params["profile"]],
     )
-    return label_texts(texts)
-
-
-def label_texts(texts: list[str]) -> pd.DataFrame:
-    """Turn texts into task rows: prompt, direct answer and letter count."""
-    letters = [letter_count.count_letters(t) for t in texts]
-    return pd.DataFrame(
-        {
-            "text": texts,
-            "prompt": [letter_count.render_prompt(t) for t in texts],
-            "answer": [letter_count.render_answer(n) for n in letters],
-            "letters": pd.array(letters, dtype="int64"),
-            "n_words": pd.array([len(t.split()) for t in texts], dtype="int64"),
-        }
-    )
+    return rows.assign(label=task.label(rows))
 
 
 def split_train_test(rows: pd.DataFrame, n_test: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -90,20 +102,139 @@ def split_train_test(rows: pd.DataFrame, n_test: int) -> tuple[pd.DataFrame, pd.
     if len(distinct) < n_test:
         raise ValueError(
             f"generation.n_test={n_test} distinct strings were asked for but only "
-            f"{len(distinct)} were drawn; lower generation.n_test or widen the word range"
+            f"{len(distinct)} were drawn; lower generation.n_test or widen the profile"
         )
     test = distinct.iloc[:n_test]
     train = rows[~rows["text"].isin(set(test["text"]))]
-    return _with_ids(train, "train"), _with_ids(test, "test")
+    return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def _with_ids(rows: pd.DataFrame, split: str) -> pd.DataFrame:
-    ids = [f"{split}-{i:07d}" for i in range(len(rows))]
-    return rows.reset_index(drop=True).assign(row_id=ids)[["row_id", *rows.columns]]
+def ask(task: Task, rows: pd.DataFrame, templates, fmt: str, rng: np.random.Generator, name: str) -> pd.DataFrame:
+    """Give rows their prompt (a random template), answer (in ``fmt``) and ids."""
+    asked = pd.concat([rows, task.render_prompts(rows, templates, rng)], axis=1)
+    answers = task.render_answers(asked, asked["label"], fmt)
+    ids = [f"{name}-{i:07d}" for i in range(len(rows))]
+    return asked.assign(answer=answers, answer_format=fmt, row_id=ids)[
+        ["row_id", *rows.columns.drop("label"), "prompt", "template_id", "answer", "label", "answer_format"]
+    ]
 
 
-def _require_positive(params: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> None:
-    for key in keys:
-        value = params.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{prefix}.{key} must be a positive integer, got {value!r}")
+def make_train_set(rows: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """Ask the train rows with the training templates; corrupt ``label_noise`` of the labels.
+
+    Noisy rows get a wrong label (and answer), marked in ``label_noisy``, for studies of
+    how training copes with label noise. At the default of 0 no label is touched.
+    """
+    task = get_task(params["task"])
+    train = ask(
+        task,
+        rows,
+        task.train_templates,
+        params["answer_format"],
+        rng_for(params["seed"], STREAM_TRAIN_PROMPTS),
+        "train",
+    )
+    return add_label_noise(train, params["label_noise"], rng_for(params["seed"], STREAM_NOISE))
+
+
+def add_label_noise(rows: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Replace ``fraction`` of the labels with wrong ones (off by 1-3), in label and answer."""
+    noisy = rng.random(len(rows)) < fraction
+    offset = rng.integers(1, 4, len(rows)) * np.where(rng.random(len(rows)) < 0.5, -1, 1)
+    wrong = rows["label"].to_numpy() + offset
+    wrong = np.where(wrong < 0, rows["label"].to_numpy() + np.abs(offset), wrong)  # counts are never negative
+    label = np.where(noisy, wrong, rows["label"].to_numpy())
+    answer = [
+        re.sub(r"-?\d+(?!.*\d)", str(v), a, flags=re.DOTALL) if n else a
+        for a, v, n in zip(rows["answer"], label, noisy, strict=True)
+    ]
+    return rows.assign(label=label.astype(np.int64), answer=answer, label_noisy=noisy)
+
+
+def make_test_set(rows: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """Ask the test rows (same profile as train, disjoint strings) with the training templates."""
+    task = get_task(params["task"])
+    return ask(
+        task, rows, task.train_templates, params["answer_format"], rng_for(params["seed"], STREAM_TEST_PROMPTS), "test"
+    )
+
+
+def make_heldout_template_set(rows: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """Ask the test strings again, with templates that training never uses."""
+    task = get_task(params["task"])
+    rng = rng_for(params["seed"], STREAM_HELDOUT)
+    return ask(task, rows, task.heldout_templates, params["answer_format"], rng, "heldout")
+
+
+def make_probe_set(probe_spec: dict[str, Any], params: dict[str, Any]) -> pd.DataFrame:
+    """Hand-written minimum-functionality probes for the task, asked with its first template.
+
+    Each probe names its ``text`` (or ``word`` and ``repeat`` for long repeats), its
+    ``expected`` count and, for tasks that need it, its fields (e.g. ``letter``). The
+    expected counts are written by hand; a probe the task's verifier disagrees with stops
+    the run, naming the probe.
+    """
+    task = get_task(params["task"])
+    if task.name not in probe_spec:
+        raise ValueError(f"probes: conf/base/probes.yml has no section for task {task.name!r}")
+    records = []
+    for category, probes in probe_spec[task.name].items():
+        for probe in probes:
+            text = " ".join([probe["word"]] * probe["repeat"]) if "repeat" in probe else probe["text"]
+            fields = {k: v for k, v in probe.items() if k not in ("text", "word", "repeat", "expected")}
+            records.append({"text": text, **fields, "category": category, "expected": probe["expected"]})
+    rows = pd.DataFrame(records)
+    rows["label"] = task.label(rows)
+    wrong = rows[rows["label"] != rows["expected"]]
+    if not wrong.empty:
+        first = wrong.iloc[0]
+        raise ValueError(
+            f"probes: {len(wrong)} probe(s) disagree with the {task.name} verifier, e.g. category "
+            f"{first['category']!r} text {first['text'][:60]!r}: expected {first['expected']}, verifier says {first['label']}"
+        )
+    asked = ask(
+        task, rows.drop(columns="expected"), task.train_templates[:1], params["answer_format"], rng_for(0, 0), "probe"
+    )
+    return asked
+
+
+def make_external_set(sentences: pd.DataFrame, words: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """The external CUTE-derived benchmark (real text), asked with the first training template.
+
+    Read from ``../shared/benchmarks/cute`` and used for evaluation only. Its published
+    letter counts must agree with our verifier; a disagreement stops the run.
+    """
+    task = get_task(params["task"])
+    rows = pd.concat([sentences.assign(source="cute_sentences"), words.assign(source="cute_words")], ignore_index=True)
+    rows = task.add_fields(rows[["text", "source", "letters"]], rng_for(params["seed"], STREAM_EXTERNAL))
+    rows["label"] = task.label(rows)
+    if task.name == "letter_count":
+        wrong = rows[rows["label"] != rows["letters"]]
+        if not wrong.empty:
+            raise ValueError(
+                f"external: {len(wrong)} CUTE rows disagree with count_letters, e.g. {wrong.iloc[0]['text']!r}"
+            )
+    return ask(
+        task, rows.drop(columns="letters"), task.train_templates[:1], params["answer_format"], rng_for(0, 0), "external"
+    )
+
+
+def report_distributions(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    probes: pd.DataFrame,
+    heldout: pd.DataFrame,
+    external: pd.DataFrame,
+    params: dict[str, Any],
+):
+    """Compare every evaluation set's feature distributions with train's.
+
+    Returns:
+        The distribution report (metrics JSON: per-feature TVD from train, headline shares)
+        and a figure of the binned distributions.
+    """
+    from .report import build_distribution_report, plot_distributions
+
+    sets = {"train": train, "test": test, "probes": probes, "heldout_templates": heldout, "external": external}
+    report, shares = build_distribution_report(sets, params["task"], params["profile"])
+    return report, plot_distributions(shares, report)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from synthtune.tasks import letter_count
+from synthtune.tasks import get_task
 
 SEVERITIES = ("critical", "warning")
 
@@ -19,14 +19,15 @@ class DataValidationError(RuntimeError):
     """Raised when a critical expectation fails: the run stops before training."""
 
 
-def add_recomputed_labels(rows: pd.DataFrame) -> pd.DataFrame:
-    """Recompute every label from the text so the suite can compare it with the stored one.
+def add_recomputed_labels(rows: pd.DataFrame, task_name: str) -> pd.DataFrame:
+    """Recompute every label so the suite can compare it with the stored one.
 
-    Labels are computed, never trusted: ``letters_recomputed`` and ``answer_recomputed``
-    come from the task's own verifier.
+    Labels are computed, never trusted: ``label_recomputed`` comes from the task's own
+    verifier, ``answer_label`` is the number the stored answer ends with (in any format).
     """
-    letters = rows["text"].map(letter_count.count_letters).astype("int64")
-    return rows.assign(letters_recomputed=letters, answer_recomputed=letters.map(letter_count.render_answer))
+    task = get_task(task_name)
+    answer_label = pd.array([task.parse_answer(a) for a in rows["answer"]], dtype="Int64")
+    return rows.assign(label_recomputed=task.label(rows), answer_label=answer_label)
 
 
 def run_expectation_suite(rows: pd.DataFrame, suite_spec: dict[str, Any]) -> dict[str, Any]:

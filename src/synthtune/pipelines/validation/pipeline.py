@@ -9,7 +9,12 @@ def create_pipeline(**kwargs) -> Pipeline:
     """curated rows -> recomputed labels -> GX suite -> gate -> model input."""
     return Pipeline(
         [
-            node(add_recomputed_labels, "curated_train", "train_with_checks", name="add_recomputed_labels"),
+            node(
+                add_recomputed_labels,
+                ["curated_train", "params:generation.task"],
+                "train_with_checks",
+                name="add_recomputed_labels",
+            ),
             node(
                 run_expectation_suite,
                 ["train_with_checks", "train_rows_suite"],

@@ -27,8 +27,9 @@ NAIVE_LIST_SIZE = 3432
 # --- shared vectorised helpers ------------------------------------------------------------
 def join_words(words: np.ndarray, lengths: np.ndarray) -> list[str]:
     """Join a flat word array into strings of ``lengths`` words each."""
-    bounds = np.cumsum(lengths)[:-1]
-    return [" ".join(chunk) for chunk in np.split(words, bounds)]
+    flat = words.tolist()  # slicing a list is cheaper than np.split's per-row arrays
+    ends = np.cumsum(lengths).tolist()
+    return [" ".join(flat[start:end]) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
 def draw_lengths(n: int, rng: np.random.Generator, p_short: float, short_max: int, long_max: int) -> np.ndarray:

@@ -38,7 +38,9 @@ def main() -> None:
         t2 = time.perf_counter()
         ask(task, rows, task.train_templates, args.format, rng, "bench")
         t3 = time.perf_counter()
-        print(f"{profile:10} {t1 - t0:7.1f}s {t2 - t1:7.1f}s {t3 - t2:7.1f}s {t3 - t0:7.1f}s {args.rows / (t3 - t0):10,.0f}")
+        print(
+            f"{profile:10} {t1 - t0:7.1f}s {t2 - t1:7.1f}s {t3 - t2:7.1f}s {t3 - t0:7.1f}s {args.rows / (t3 - t0):10,.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from synthtune.pipelines.validation.nodes import DataValidationError
 from .conftest import new_project
 
 
-def run(project: Path, pipeline: str) -> None:
+def run(project: Path, pipeline: str, **runtime_params) -> None:
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env="smoke") as session:
+    with KedroSession.create(project_path=project, env="smoke", runtime_params=runtime_params or None) as session:
         session.run(pipeline_names=[pipeline])
 
 
@@ -40,11 +40,12 @@ def smoke_project(tmp_path_factory):
 
 def test_full_run_persists_every_artifact(smoke_project):
     paths = persisted_paths(smoke_project)
-    assert len(paths) == 18
+    assert len(paths) == 19
     missing = [name for name, path in paths.items() if not path.exists()]
     assert missing == []
     assert (smoke_project / "data/06_models/lora_adapter/adapter_model.safetensors").is_file()
     assert (smoke_project / "data/06_models/base_model/model.safetensors").is_file()
+    assert (smoke_project / "data/08_reporting/data_docs/index.html").is_file()
 
 
 def test_full_run_writes_metrics(smoke_project):
@@ -58,7 +59,7 @@ def test_full_run_writes_metrics(smoke_project):
 def test_full_run_splits_are_disjoint_and_curated(smoke_project):
     data = smoke_project / "data"
     train = pd.read_parquet(data / "05_model_input/train.parquet")
-    test = pd.read_parquet(data / "05_model_input/test.parquet")
+    test = pd.read_parquet(data / "03_primary/test.parquet")
     raw = pd.read_parquet(data / "01_raw/train_raw.parquet")
     rejected = pd.read_parquet(data / "03_primary/train_rejected.parquet")
     assert set(train["text"]).isdisjoint(test["text"])
@@ -66,6 +67,9 @@ def test_full_run_splits_are_disjoint_and_curated(smoke_project):
     assert len(train) + len(rejected) == len(raw)
     counts = json.loads((data / "08_reporting/curation_counts.json").read_text())
     assert counts["rows_kept"] == len(train) and counts["rows_dropped"] == len(rejected)
+    assert counts["dropped_by_reason"] == rejected["reason"].value_counts().to_dict()
+    evaluation = pd.concat([pd.read_parquet(data / f"03_primary/{n}.parquet") for n in ("probes", "external")])
+    assert set(train["text"].str.lower()).isdisjoint(evaluation["text"].str.lower())
     validation = json.loads((data / "08_reporting/train_validation.json").read_text())
     assert validation["success"] is True
 
@@ -107,7 +111,29 @@ def test_wrong_label_stops_the_run_before_training(smoke_project):
     with pytest.raises(DataValidationError) as err:
         run(smoke_project, "validation")
     assert "expect_column_pair_values_to_be_equal" in str(err.value)
-    assert "'column_A': 'label'" in str(err.value)
+    assert "'column_A': 'label', 'column_B': 'label_recomputed'" in str(err.value)
     assert model_input.read_bytes() == before  # the previous model input is intact
     summary = json.loads((smoke_project / "data/08_reporting/train_validation.json").read_text())
     assert summary["success"] is False  # the report of the failed run is kept
+
+
+def test_naive_data_is_stopped_by_the_distribution_expectations(tmp_path):
+    project = new_project(tmp_path)
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        with pytest.raises(DataValidationError) as err:
+            run(project, "full", generation={"profile": "naive"})
+        assert "has_one_letter_word" in str(err.value) and "repeat_heavy" in str(err.value)
+        assert not (project / "data/06_models/lora_adapter").exists()  # no training compute spent
+        # demoted to warnings, the same data passes the gate (to reproduce the case study)
+        run(
+            project,
+            "validation",
+            generation={"profile": "naive"},
+            validation={"severity_overrides": {"distribution": "warning"}},
+        )
+        summary = json.loads((project / "data/08_reporting/train_validation.json").read_text())
+        assert summary["success"] is True and summary["failed_warning"] >= 3
+    finally:
+        os.chdir(cwd)

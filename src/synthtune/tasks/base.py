@@ -32,7 +32,9 @@ def count_letters_vectorised(texts, chunk: int = 20_000) -> np.ndarray:
     """``count_letters`` over many strings at once: the same ``str.isalpha`` test, applied
     with numpy to every code point (chunked so the arrays stay cache-sized)."""
     texts = list(texts)
-    return np.concatenate([np.zeros(0, dtype=np.int64)] + [_count_chunk(texts[i : i + chunk]) for i in range(0, len(texts), chunk)])
+    return np.concatenate(
+        [np.zeros(0, dtype=np.int64)] + [_count_chunk(texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
+    )
 
 
 def _count_chunk(texts: list[str]) -> np.ndarray:

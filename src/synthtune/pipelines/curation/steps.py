@@ -1,0 +1,221 @@
+"""Curation steps, DataTrove style: each takes rows and returns ``(kept, dropped)``.
+
+Every dropped row carries the ``step`` that dropped it and a ``reason`` code, so nothing is
+silently lost and counts per reason come for free. Thresholds are plain arguments; a step
+whose parameters say ``enabled: false`` passes every row through.
+"""
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from synthtune.tasks import get_task
+from synthtune.tasks.base import fill_template
+
+Result = tuple[pd.DataFrame, pd.DataFrame]
+REQUIRED_COLUMNS = ("row_id", "text", "prompt", "template_id", "answer", "label")
+
+# Well-tested shapes of common PII (no NER model: those download weights at run time).
+PII_PATTERNS = {
+    "email": re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),
+    "url": re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE),
+    "phone": re.compile(r"(?<!\w)(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)|\d{2,4})[\s.-]?\d{3,4}[\s.-]?\d{3,4}(?!\w)"),
+}
+
+
+def split(rows: pd.DataFrame, drop: np.ndarray | pd.Series, step: str, reasons) -> Result:
+    """Split rows by a boolean ``drop`` mask; dropped rows get ``step`` and ``reason``."""
+    drop = np.asarray(drop, dtype=bool)
+    dropped = rows[drop].assign(
+        step=step, reason=np.asarray(reasons, dtype=object)[drop] if not isinstance(reasons, str) else reasons
+    )
+    return rows[~drop].reset_index(drop=True), dropped.reset_index(drop=True)
+
+
+def check_columns(rows: pd.DataFrame, dataset: str) -> None:
+    """Fail before any work if the table lacks a column curation needs, naming it."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"{dataset}: missing required column(s) {missing}; it has {list(rows.columns)}")
+
+
+# --- normalisation ---------------------------------------------------------------------------
+def normalise_text(text: str) -> str:
+    """Unicode NFC and single spaces; neither changes which characters are letters."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def normalise(rows: pd.DataFrame, task_name: str) -> pd.DataFrame:
+    """Normalise each row's text and answer, and re-ask the text with its own template."""
+    templates = get_task(task_name).train_templates
+    rows = rows.assign(text=_normalise_column(rows["text"]), answer=_normalise_column(rows["answer"]))
+    prompts = np.empty(len(rows), dtype=object)
+    template_ids = rows["template_id"].to_numpy()
+    for k, template in enumerate(templates):
+        picked = template_ids == k
+        prompts[picked] = fill_template(template, rows[picked])
+    return rows.assign(prompt=prompts)
+
+
+def _normalise_column(texts: pd.Series) -> pd.Series:
+    # Column-wise equivalent of normalise_text (vectorised string ops).
+    return texts.str.normalize("NFC").str.replace(r"\s+", " ", regex=True).str.strip()
+
+
+# --- quality ---------------------------------------------------------------------------------
+def quality_filter(rows: pd.DataFrame, task_name: str, min_chars: int, max_chars: int, allowed: str) -> Result:
+    """Drop rows that are too short or long, hold characters outside ``allowed`` (a regex
+    character class), or whose answer has no parseable final number."""
+    task = get_task(task_name)
+    length = rows["text"].str.len()
+    reasons = np.full(len(rows), None, dtype=object)
+    unparseable = np.array([task.parse_answer(a) is None for a in rows["answer"]], dtype=bool)
+    disallowed = ~rows["text"].str.fullmatch(f"{allowed}*").fillna(False).to_numpy(dtype=bool)
+    for mask, reason in (
+        (unparseable, "answer_unparseable"),
+        (disallowed, "disallowed_characters"),
+        ((length > max_chars).to_numpy(), "too_long"),
+        ((length < min_chars).to_numpy(), "too_short"),
+    ):
+        reasons[mask] = reason  # later assignments win: the simplest reason is reported
+    return split(rows, reasons != None, "quality_filter", reasons)  # noqa: E711 (elementwise)
+
+
+# --- labels ----------------------------------------------------------------------------------
+def verify_labels(rows: pd.DataFrame, task_name: str, keep_noisy: bool) -> Result:
+    """Drop rows whose stored label differs from the task's recomputed one (``label_mismatch``).
+
+    With ``keep_noisy`` (a label-noise study) rows that generation marked as deliberately
+    noisy (``label_noisy``) are kept; any other mismatch is still dropped.
+    """
+    wrong = rows["label"].to_numpy() != get_task(task_name).label(rows)
+    if keep_noisy and "label_noisy" in rows:
+        wrong &= ~rows["label_noisy"].to_numpy(dtype=bool)
+    return split(rows, wrong, "verify_labels", "label_mismatch")
+
+
+# --- PII -------------------------------------------------------------------------------------
+def find_pii(texts: Iterable[str]) -> list[str | None]:
+    """The first kind of PII found in each text (email, url, phone), or ``None``."""
+    return [next((k for k, pattern in PII_PATTERNS.items() if pattern.search(t)), None) for t in texts]
+
+
+# Every PII pattern needs one of these; texts without any skip the regexes (most rows).
+_PII_HINT = r"@|://|www\.|\d"
+
+
+def scrub_pii(rows: pd.DataFrame, task_name: str) -> Result:
+    """Scrub e-mail addresses, URLs and phone numbers.
+
+    For free-text tasks each match is replaced by a placeholder (``<email>``...). For
+    counting tasks replacing characters would change the label, so a row holding PII is
+    dropped (reason ``pii_<kind>``) and every other row passes through unchanged.
+    """
+    task = get_task(task_name)
+    kinds = np.full(len(rows), None, dtype=object)
+    candidates = rows["text"].str.contains(_PII_HINT, regex=True).to_numpy(dtype=bool)
+    kinds[candidates] = find_pii(rows["text"][candidates])
+    if getattr(task, "free_text", False):
+        scrubbed = rows["text"]
+        for kind, pattern in PII_PATTERNS.items():
+            scrubbed = scrubbed.str.replace(pattern, f"<{kind}>", regex=True)
+        return rows.assign(text=scrubbed), rows.iloc[:0].assign(step="scrub_pii", reason="")
+    reasons = np.array([f"pii_{k}" if k else None for k in kinds], dtype=object)
+    return split(rows, kinds != None, "scrub_pii", reasons)  # noqa: E711
+
+
+# --- duplicates ------------------------------------------------------------------------------
+def drop_exact_duplicates(rows: pd.DataFrame) -> Result:
+    """Keep the first row of each normalised text; drop the rest (``duplicate``)."""
+    return split(rows, rows["text"].duplicated(keep="first").to_numpy(), "drop_exact_duplicates", "duplicate")
+
+
+def bag_of_words_key(text: str) -> str:
+    """Order-insensitive key: ``"dog dog a"`` and ``"a dog dog"`` share one."""
+    return " ".join(sorted(re.sub(r"[^\w\s']", "", text.lower()).split()))
+
+
+def drop_near_duplicates(
+    rows: pd.DataFrame, max_per_key: int, minhash_min_distinct: int, num_perm: int, threshold: float, shingle: int
+) -> Result:
+    """Cap near-duplicates instead of removing all but one.
+
+    Short strings (fewer than ``minhash_min_distinct`` distinct words) are keyed by their
+    bag of words; longer ones are clustered with MinHash LSH (datasketch) over word
+    ``shingle``-grams at Jaccard ``threshold``. Each key or cluster keeps its first
+    ``max_per_key`` rows: repeats like "be be be be" stay learnable, floods do not.
+    """
+    keys = rows["text"].map(bag_of_words_key)
+    distinct = keys.map(lambda k: len(set(k.split())))
+    long = (distinct >= minhash_min_distinct).to_numpy()
+    cluster = keys.to_numpy(dtype=object).copy()
+    if long.any():
+        cluster[long] = _minhash_clusters(keys[long].tolist(), num_perm, threshold, shingle)
+    rank = pd.Series(cluster).groupby(cluster, sort=False).cumcount().to_numpy()
+    reasons = np.where(long, "near_duplicate_minhash", "near_duplicate_bag")
+    return split(rows, rank >= max_per_key, "drop_near_duplicates", reasons)
+
+
+def _minhash_clusters(texts: list[str], num_perm: int, threshold: float, shingle: int) -> list[str]:
+    from datasketch import MinHash, MinHashLSH
+
+    def shingles(text: str) -> set[bytes]:
+        words = text.split()
+        return {" ".join(words[i : i + shingle]).encode() for i in range(max(len(words) - shingle + 1, 1))}
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    clusters: list[str] = []
+    for i, signature in enumerate(MinHash.bulk((shingles(t) for t in texts), num_perm=num_perm, seed=1)):
+        match = lsh.query(signature)
+        clusters.append(clusters[min(match)] if match else f"minhash:{i}")
+        lsh.insert(i, signature)
+    return clusters
+
+
+# --- decontamination -------------------------------------------------------------------------
+def word_ngrams(text: str, n: int) -> set[str]:
+    """Lowercased word n-grams of a text (the whole text if it is shorter)."""
+    words = normalise_text(text).lower().split()
+    return {" ".join(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))} if len(words) >= n else set()
+
+
+def decontaminate(rows: pd.DataFrame, eval_texts: Iterable[str], ngram: int) -> Result:
+    """Drop rows whose text is an evaluation text (``contaminated_exact``) or shares a word
+    ``ngram``-gram with one (``contaminated_ngram``), case-insensitively."""
+    eval_texts = [normalise_text(t).lower() for t in eval_texts]
+    exact = set(eval_texts)
+    grams = set().union(*(word_ngrams(t, ngram) for t in eval_texts)) if eval_texts else set()
+    lowered = rows["text"].map(lambda t: normalise_text(t).lower())
+    is_exact = lowered.isin(exact).to_numpy()
+    shares = np.array([not grams.isdisjoint(word_ngrams(t, ngram)) for t in lowered], dtype=bool)
+    reasons = np.where(is_exact, "contaminated_exact", "contaminated_ngram")
+    return split(rows, is_exact | shares, "decontaminate", reasons)
+
+
+# --- balance ---------------------------------------------------------------------------------
+STRATUM_EDGES = {
+    "n_words": [1, 2, 3, 4, 5, 6, 11, 21, 51, math.inf],
+    "label": [0, 1, 5, 10, 20, 50, 100, 200, math.inf],
+}
+
+
+def stratum_of(rows: pd.DataFrame, by: str) -> pd.Series:
+    """The bucket of each row on ``by`` (``n_words`` or ``label``)."""
+    if by not in STRATUM_EDGES:
+        raise ValueError(f"curation.balance.by={by!r} is unknown; allowed: {sorted(STRATUM_EDGES)}")
+    values = rows["text"].str.split().str.len() if by == "n_words" else rows["label"]
+    return pd.cut(values.astype(float), STRATUM_EDGES[by], right=False).astype(str)
+
+
+def balance(rows: pd.DataFrame, by: str, max_share: float) -> Result:
+    """Cap every stratum at ``max_share`` of the rows (``stratum_cap``), keeping the first."""
+    if not 0 < max_share <= 1:
+        raise ValueError(f"curation.balance.max_share must be in (0, 1], got {max_share!r}")
+    cap = max(math.ceil(max_share * len(rows)), 1)
+    strata = stratum_of(rows, by)
+    rank = strata.groupby(strata, sort=False).cumcount().to_numpy()
+    return split(rows, rank >= cap, "balance", "stratum_cap")

@@ -83,7 +83,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(dvc_project):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in first.stdout
     assert (project / "dvc.lock").is_file()
-    assert (project / "data/08_reporting/test_metrics.json").is_file()
+    assert (project / "data/08_reporting/metrics.json").is_file()
     second = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert "Running stage" not in second.stdout

@@ -40,7 +40,7 @@ def smoke_project(tmp_path_factory):
 
 def test_full_run_persists_every_artifact(smoke_project):
     paths = persisted_paths(smoke_project)
-    assert len(paths) == 19
+    assert len(paths) == 20
     missing = [name for name, path in paths.items() if not path.exists()]
     assert missing == []
     assert (smoke_project / "data/06_models/lora_adapter/adapter_model.safetensors").is_file()
@@ -49,11 +49,15 @@ def test_full_run_persists_every_artifact(smoke_project):
 
 
 def test_full_run_writes_metrics(smoke_project):
-    metrics = json.loads((smoke_project / "data/08_reporting/test_metrics.json").read_text())
-    assert set(metrics) == {"exact_match", "n_examples", "n_correct", "unparseable_rate", "mean_abs_error"}
-    assert metrics["n_examples"] == 40
-    assert 0.0 <= metrics["exact_match"] <= 1.0
-    assert metrics["n_correct"] == round(metrics["exact_match"] * metrics["n_examples"])
+    metrics = json.loads((smoke_project / "data/08_reporting/metrics.json").read_text())
+    assert set(metrics) == {"test", "probes", "probes_by_category"}
+    keys = {"exact_match", "n_examples", "n_correct", "unparseable_rate", "mean_abs_error"}
+    assert set(metrics["test"]) == keys and set(metrics["probes"]) == keys
+    assert metrics["test"]["n_examples"] == 40 and metrics["probes"]["n_examples"] == 120
+    for split in ("test", "probes"):
+        assert 0.0 <= metrics[split]["exact_match"] <= 1.0
+        assert metrics[split]["n_correct"] == round(metrics[split]["exact_match"] * metrics[split]["n_examples"])
+    assert {"case_study", "one_letter_words", "repeats"} <= set(metrics["probes_by_category"])
 
 
 def test_full_run_splits_are_disjoint_and_curated(smoke_project):

@@ -74,7 +74,7 @@ def test_bag_of_words_key_is_order_and_case_insensitive():
 
 def test_near_duplicates_are_capped_per_key_not_removed():
     texts = ["dog dog a", "a dog dog", "dog a dog", "Dog dog a.", "be be be be", "be be be"]
-    kept, dropped = steps.drop_near_duplicates(make_rows(texts), 2, 6, 64, 0.7, 2)
+    kept, dropped = steps.drop_near_duplicates(make_rows(texts), 2, 6, 14, 8, 2)
     assert kept["text"].tolist() == ["dog dog a", "a dog dog", "be be be be", "be be be"]
     assert dropped["reason"].tolist() == ["near_duplicate_bag"] * 2
 
@@ -86,7 +86,7 @@ def test_minhash_catches_long_near_duplicates():
         base.replace("today", "tonight"),
         "an entirely different sentence about seven other small things here",
     ]
-    kept, dropped = steps.drop_near_duplicates(make_rows(texts), 1, 6, 128, 0.7, 2)
+    kept, dropped = steps.drop_near_duplicates(make_rows(texts), 1, 6, 14, 8, 2)
     assert kept["text"].tolist() == [texts[0], texts[2]]
     assert dropped["reason"].tolist() == ["near_duplicate_minhash"]
 
@@ -116,3 +116,19 @@ def test_split_keeps_every_row_exactly_once():
     rows = make_rows(["a", "b", "c", "d"])
     kept, dropped = steps.split(rows, np.array([True, False, True, False]), "s", "r")
     assert sorted(kept["text"].tolist() + dropped["text"].tolist()) == ["a", "b", "c", "d"]
+
+
+def test_minhash_signatures_estimate_jaccard_similarity():
+    words = [f"w{i}" for i in range(40)]
+    a, b, c = " ".join(words[:30]), " ".join(words[10:40]), " ".join(words[:30])
+    signatures = steps.minhash_signatures([a, b, c], num_perm=512, shingle=1)
+    agreement = lambda x, y: float((signatures[x] == signatures[y]).mean())  # noqa: E731
+    assert agreement(0, 2) == 1.0  # identical texts, identical signatures
+    assert agreement(0, 1) == pytest.approx(20 / 40, abs=0.07)  # true Jaccard of the word sets: 0.5
+    assert (steps.minhash_signatures([a], 512, 1) == signatures[:1]).all()  # seeded
+
+
+def test_minhash_clusters_join_through_shared_bands():
+    base = "one two three four five six seven eight nine ten eleven twelve"
+    texts = [base, base + " thirteen", "completely unrelated words make up this other line here", base]
+    assert steps.minhash_clusters(texts, bands=14, band_rows=8, shingle=2).tolist() == [0, 0, 2, 0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from synthtune.llm import LanguageModel, LoraAdapter, left_pad
-from synthtune.pipelines.evaluation.nodes import attach_adapter, compute_metrics, predict_eval_set
+from synthtune.pipelines.evaluation.nodes import attach_adapter, compute_metrics, predict_eval_set, summarise_evaluation
 from synthtune.pipelines.training.nodes import train_lora
 
 from ...conftest import make_rows
@@ -79,3 +79,19 @@ def test_predict_eval_set_scores_every_row(tiny_lm, trained):
     assert {"completion", "predicted", "correct"} <= set(out.columns)
     expected = out["predicted"].notna() & (out["predicted"] == out["label"])
     assert out["correct"].tolist() == expected.fillna(False).tolist()
+
+
+def test_summary_reports_test_probes_and_each_category():
+    test = pd.DataFrame({"label": [2, 7], "predicted": pd.array([2, 7], dtype="Int64"), "correct": [True, True]})
+    probes = pd.DataFrame(
+        {
+            "label": [2, 8, 7],
+            "predicted": pd.array([4, 0, 7], dtype="Int64"),
+            "correct": [False, False, True],
+            "category": ["case_study", "case_study", "sentences"],
+        }
+    )
+    summary = summarise_evaluation(test, probes)
+    assert summary["test"]["exact_match"] == 1.0
+    assert summary["probes"]["exact_match"] == pytest.approx(1 / 3)
+    assert summary["probes_by_category"] == {"case_study": 0.0, "sentences": 1.0}

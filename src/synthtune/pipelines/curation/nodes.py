@@ -63,8 +63,8 @@ def drop_near_duplicates(rows: pd.DataFrame, params: dict[str, Any]):
         rows,
         params["max_per_key"],
         params["minhash_min_distinct"],
-        params["num_perm"],
-        params["threshold"],
+        params["bands"],
+        params["band_rows"],
         params["shingle"],
     )
 

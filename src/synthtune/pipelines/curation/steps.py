@@ -8,10 +8,13 @@ whose parameters say ``enabled: false`` passes every row through.
 import math
 import re
 import unicodedata
+import zlib
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthtune.tasks import get_task
 from synthtune.tasks.base import fill_template
@@ -50,13 +53,17 @@ def normalise_text(text: str) -> str:
 
 
 def normalise(rows: pd.DataFrame, task_name: str) -> pd.DataFrame:
-    """Normalise each row's text and answer, and re-ask the text with its own template."""
+    """Normalise each row's text and answer, and re-ask changed texts with their own template."""
     templates = get_task(task_name).train_templates
-    rows = rows.assign(text=_normalise_column(rows["text"]), answer=_normalise_column(rows["answer"]))
-    prompts = np.empty(len(rows), dtype=object)
+    text = _normalise_column(rows["text"])
+    changed = (text != rows["text"]).to_numpy(dtype=bool)
+    rows = rows.assign(text=text, answer=_normalise_column(rows["answer"]))
+    if not changed.any():
+        return rows
+    prompts = rows["prompt"].to_numpy(dtype=object).copy()
     template_ids = rows["template_id"].to_numpy()
     for k, template in enumerate(templates):
-        picked = template_ids == k
+        picked = changed & (template_ids == k)
         prompts[picked] = fill_template(template, rows[picked])
     return rows.assign(prompt=prompts)
 
@@ -140,40 +147,82 @@ def bag_of_words_key(text: str) -> str:
 
 
 def drop_near_duplicates(
-    rows: pd.DataFrame, max_per_key: int, minhash_min_distinct: int, num_perm: int, threshold: float, shingle: int
+    rows: pd.DataFrame, max_per_key: int, minhash_min_distinct: int, bands: int, band_rows: int, shingle: int
 ) -> Result:
     """Cap near-duplicates instead of removing all but one.
 
     Short strings (fewer than ``minhash_min_distinct`` distinct words) are keyed by their
-    bag of words; longer ones are clustered with MinHash LSH (datasketch) over word
-    ``shingle``-grams at Jaccard ``threshold``. Each key or cluster keeps its first
-    ``max_per_key`` rows: repeats like "be be be be" stay learnable, floods do not.
+    bag of words; longer ones are clustered by MinHash LSH over word ``shingle``-grams
+    with ``bands`` x ``band_rows`` banding (DataTrove uses 14 x 8: Jaccard ~0.72). Each
+    key or cluster keeps its first ``max_per_key`` rows: repeats like "be be be be" stay
+    learnable, floods do not.
     """
     keys = rows["text"].map(bag_of_words_key)
     distinct = keys.map(lambda k: len(set(k.split())))
     long = (distinct >= minhash_min_distinct).to_numpy()
     cluster = keys.to_numpy(dtype=object).copy()
     if long.any():
-        cluster[long] = _minhash_clusters(keys[long].tolist(), num_perm, threshold, shingle)
+        labels = minhash_clusters(keys[long].tolist(), bands, band_rows, shingle)
+        cluster[long] = [f"minhash:{c}" for c in labels]
     rank = pd.Series(cluster).groupby(cluster, sort=False).cumcount().to_numpy()
     reasons = np.where(long, "near_duplicate_minhash", "near_duplicate_bag")
     return split(rows, rank >= max_per_key, "drop_near_duplicates", reasons)
 
 
-def _minhash_clusters(texts: list[str], num_perm: int, threshold: float, shingle: int) -> list[str]:
-    from datasketch import MinHash, MinHashLSH
+_MERSENNE = np.uint64((1 << 61) - 1)
 
-    def shingles(text: str) -> set[bytes]:
-        words = text.split()
-        return {" ".join(words[i : i + shingle]).encode() for i in range(max(len(words) - shingle + 1, 1))}
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    clusters: list[str] = []
-    for i, signature in enumerate(MinHash.bulk((shingles(t) for t in texts), num_perm=num_perm, seed=1)):
-        match = lsh.query(signature)
-        clusters.append(clusters[min(match)] if match else f"minhash:{i}")
-        lsh.insert(i, signature)
-    return clusters
+def minhash_signatures(texts: list[str], num_perm: int, shingle: int, seed: int = 1, chunk: int = 20_000) -> np.ndarray:
+    """MinHash signatures (``len(texts)`` x ``num_perm``) of word ``shingle``-grams.
+
+    The same universal hashing as datasketch's ``MinHash`` ((a*h + b) mod 2^61-1 over a
+    32-bit hash of each shingle), but computed for all documents at once with numpy:
+    datasketch builds one signature per Python call (~100 us each, 30+ s per million
+    rows), which alone would break curation's one-minute budget.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, int(_MERSENNE), num_perm, dtype=np.uint64)
+    b = rng.integers(0, int(_MERSENNE), num_perm, dtype=np.uint64)
+    signatures = np.empty((len(texts), num_perm), dtype=np.uint64)
+    for start in range(0, len(texts), chunk):
+        hashes, owners = [], []
+        for i, text in enumerate(texts[start : start + chunk]):
+            words = text.split()
+            grams = {" ".join(words[j : j + shingle]) for j in range(max(len(words) - shingle + 1, 1))}
+            hashes.extend(zlib.crc32(g.encode()) for g in grams)
+            owners.extend([i] * len(grams))
+        h = np.array(hashes, dtype=np.uint64)[:, None]
+        with np.errstate(over="ignore"):  # the products wrap mod 2^64, as in datasketch
+            permuted = (h * a + b) % _MERSENNE
+        bounds = np.flatnonzero(np.r_[True, np.diff(owners) != 0])
+        signatures[start : start + chunk] = np.minimum.reduceat(permuted, bounds, axis=0)
+    return signatures
+
+
+def minhash_clusters(texts: list[str], bands: int, band_rows: int, shingle: int) -> np.ndarray:
+    """Cluster id of each text: texts sharing any LSH band are joined (union-find);
+    the id is the index of the cluster's first text."""
+    signatures = minhash_signatures(texts, bands * band_rows, shingle)
+    parent = np.arange(len(texts))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for band in range(bands):
+        block = np.ascontiguousarray(signatures[:, band * band_rows : (band + 1) * band_rows])
+        _, first, inverse = np.unique(
+            block.view(np.dtype((np.void, block.dtype.itemsize * band_rows))).ravel(),
+            return_index=True,
+            return_inverse=True,
+        )
+        for i in np.flatnonzero(first[inverse] != np.arange(len(texts))):
+            a, b = root(int(first[inverse[i]])), root(int(i))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return np.array([root(i) for i in range(len(texts))])
 
 
 # --- decontamination -------------------------------------------------------------------------
@@ -187,11 +236,12 @@ def decontaminate(rows: pd.DataFrame, eval_texts: Iterable[str], ngram: int) -> 
     """Drop rows whose text is an evaluation text (``contaminated_exact``) or shares a word
     ``ngram``-gram with one (``contaminated_ngram``), case-insensitively."""
     eval_texts = [normalise_text(t).lower() for t in eval_texts]
-    exact = set(eval_texts)
     grams = set().union(*(word_ngrams(t, ngram) for t in eval_texts)) if eval_texts else set()
-    lowered = rows["text"].map(lambda t: normalise_text(t).lower())
-    is_exact = lowered.isin(exact).to_numpy()
-    shares = np.array([not grams.isdisjoint(word_ngrams(t, ngram)) for t in lowered], dtype=bool)
+    lowered = _normalise_column(rows["text"]).str.lower()
+    is_exact = lowered.isin(set(eval_texts)).to_numpy()
+    shares = np.zeros(len(rows), dtype=bool)
+    long = (lowered.str.count(" ") + 1 >= ngram).to_numpy(dtype=bool)  # shorter rows hold no n-gram
+    shares[long] = [not grams.isdisjoint(word_ngrams(t, ngram)) for t in lowered[long]]
     reasons = np.where(is_exact, "contaminated_exact", "contaminated_ngram")
     return split(rows, is_exact | shares, "decontaminate", reasons)
 
@@ -207,8 +257,16 @@ def stratum_of(rows: pd.DataFrame, by: str) -> pd.Series:
     """The bucket of each row on ``by`` (``n_words`` or ``label``)."""
     if by not in STRATUM_EDGES:
         raise ValueError(f"curation.balance.by={by!r} is unknown; allowed: {sorted(STRATUM_EDGES)}")
-    values = rows["text"].str.split().str.len() if by == "n_words" else rows["label"]
+    values = word_counts(rows["text"]) if by == "n_words" else rows["label"]
     return pd.cut(values.astype(float), STRATUM_EDGES[by], right=False).astype(str)
+
+
+def word_counts(texts: pd.Series) -> pd.Series:
+    """Whitespace-separated words per text (vectorised)."""
+    lists = pc.utf8_split_whitespace(pa.array(texts.tolist(), type=pa.string()))
+    flat = pc.list_flatten(lists)
+    nonempty = pc.filter(pc.list_parent_indices(lists), pc.greater(pc.utf8_length(flat), 0))
+    return pd.Series(np.bincount(nonempty.to_numpy(zero_copy_only=False), minlength=len(texts)), index=texts.index)
 
 
 def balance(rows: pd.DataFrame, by: str, max_share: float) -> Result:

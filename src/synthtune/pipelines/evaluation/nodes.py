@@ -80,3 +80,17 @@ def compute_metrics(predictions: pd.DataFrame) -> dict[str, Any]:
         "unparseable_rate": float((~answered).mean()),
         "mean_abs_error": float(error[answered].mean()) if answered.any() else None,
     }
+
+
+def summarise_evaluation(test: pd.DataFrame, probes: pd.DataFrame) -> dict[str, Any]:
+    """Metrics of the test split and the probes, with probe accuracy per category.
+
+    The gap between the two is the case study's lesson in one number: a test split drawn
+    like the training data can look fine while hand-written probes fail.
+    """
+    by_category = probes.groupby("category", sort=True)["correct"].mean()
+    return {
+        "test": compute_metrics(test),
+        "probes": compute_metrics(probes),
+        "probes_by_category": {str(k): round(float(v), 4) for k, v in by_category.items()},
+    }

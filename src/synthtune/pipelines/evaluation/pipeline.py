@@ -2,11 +2,11 @@
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import compute_metrics, predict_eval_set
+from .nodes import predict_eval_set, summarise_evaluation
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """base model + adapter + test split -> predictions -> metrics."""
+    """base model + adapter + test split and probes -> predictions -> metrics."""
     return Pipeline(
         [
             node(
@@ -15,6 +15,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "test_predictions",
                 name="predict_test_set",
             ),
-            node(compute_metrics, "test_predictions", "test_metrics", name="compute_test_metrics"),
+            node(
+                predict_eval_set,
+                ["base_model", "lora_adapter", "probe_set", "params:generation.task", "params:evaluation"],
+                "probe_predictions",
+                name="predict_probe_set",
+            ),
+            node(
+                summarise_evaluation, ["test_predictions", "probe_predictions"], "metrics", name="summarise_evaluation"
+            ),
         ]
     )

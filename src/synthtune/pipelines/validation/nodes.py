@@ -16,7 +16,6 @@ import pandas as pd
 
 from synthtune.pipelines.curation.steps import normalise_text
 from synthtune.tasks import get_task
-from synthtune.tasks.base import text_features
 
 SEVERITIES = ("critical", "warning")
 WORD_BUCKETS = [1, 2, 3, 4, 5, 6, 11, 21, 51, 101, np.inf]
@@ -38,23 +37,29 @@ def add_check_columns(
 
     Labels are computed, never trusted: ``label_recomputed`` comes from the task's
     verifier and ``answer_label`` is the number the answer ends with. ``in_eval_set``
-    marks texts found in any evaluation set. ``n_words_bucket``,
-    ``has_one_letter_word``, ``repeat_heavy`` and ``single_word`` describe the distribution.
+    marks (normalised, curated) texts found in any evaluation set. ``n_words_bucket``,
+    ``has_one_letter_word`` (a word with exactly one letter, punctuation aside),
+    ``repeat_heavy`` (half the words repeat an earlier one) and ``single_word`` describe
+    the distribution, as ``synthtune.tasks.base.text_features`` does.
     """
     task = get_task(task_name)
-    features = text_features(rows["text"])
-    eval_texts = set(
-        pd.concat([s["text"] for s in (test, probes, heldout, external)]).map(lambda t: normalise_text(t).lower())
+    eval_texts = pd.concat([s["text"] for s in (test, probes, heldout, external)]).map(
+        lambda t: normalise_text(t).lower()
     )
-    buckets = pd.cut(features["n_words"].astype(float), WORD_BUCKETS, right=False)
+    words = rows["text"].str.lower().str.replace(r"[^\w\s']", "", regex=True).str.split()
+    n_words = words.str.len().to_numpy()
+    distinct = words.map(lambda w: len(set(w))).to_numpy()
+    buckets = pd.cut(n_words.astype(float), WORD_BUCKETS, right=False)
     return rows.assign(
         label_recomputed=task.label(rows),
         answer_label=pd.array([task.parse_answer(a) for a in rows["answer"]], dtype="Int64"),
-        in_eval_set=rows["text"].map(lambda t: normalise_text(t).lower() in eval_texts).to_numpy(dtype=bool),
+        in_eval_set=rows["text"].str.lower().isin(set(eval_texts)).to_numpy(dtype=bool),
         n_words_bucket=[_bucket_name(b) for b in buckets],
-        has_one_letter_word=(features["one_letter_share"] > 0).to_numpy(),
-        repeat_heavy=(features["repeated_word_share"] >= 0.5).to_numpy(),
-        single_word=(features["n_words"] == 1).to_numpy(),
+        has_one_letter_word=rows["text"]
+        .str.contains(r"(?:^|\s)[^\w\s]*[^\W\d_][^\w\s]*(?:\s|$)", regex=True)
+        .to_numpy(dtype=bool),
+        repeat_heavy=(n_words - distinct) >= 0.5 * np.maximum(n_words, 1),
+        single_word=n_words == 1,
     )
 
 

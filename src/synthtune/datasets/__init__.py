@@ -2,7 +2,15 @@
 and a directory of files (GX Data Docs)."""
 
 from .adapter_dataset import LoraAdapterDataset
+from .atomic import AtomicCSVDataset, AtomicJSONDataset, AtomicParquetDataset
 from .file_tree_dataset import FileTreeDataset
 from .model_dataset import HFModelDataset
 
-__all__ = ["FileTreeDataset", "HFModelDataset", "LoraAdapterDataset"]
+__all__ = [
+    "AtomicCSVDataset",
+    "AtomicJSONDataset",
+    "AtomicParquetDataset",
+    "FileTreeDataset",
+    "HFModelDataset",
+    "LoraAdapterDataset",
+]

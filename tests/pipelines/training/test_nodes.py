@@ -1,6 +1,7 @@
 import copy
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,10 +88,19 @@ def test_loss_decreases_on_a_fixed_batch(tiny_lm):
 
 
 def test_batch_order_is_seeded_and_covers_every_row_each_epoch():
-    order = batch_order(10, 5, 4, seed=3)
+    lengths = [5, 50, 6, 7, 60, 8, 9, 70, 10, 11]
+    order = batch_order(lengths, 5, 4, seed=3)
     assert [len(b) for b in order] == [5, 5, 5, 5]
     assert sorted(list(order[0]) + list(order[1])) == list(range(10))
-    assert all((a == b).all() for a, b in zip(order, batch_order(10, 5, 4, seed=3), strict=True))
+    assert all((a == b).all() for a, b in zip(order, batch_order(lengths, 5, 4, seed=3), strict=True))
+
+
+def test_batch_order_groups_rows_of_similar_length():
+    lengths = [10] * 32 + [100] * 32
+    rng = np.random.default_rng(0)
+    lengths = list(rng.permutation(lengths))
+    for batch in batch_order(lengths, 8, 8, seed=0):
+        assert len({lengths[i] for i in batch}) == 1  # no short row padded to a long one
 
 
 def test_train_lora_trains_only_the_adapter_and_logs_each_step(tiny_lm):

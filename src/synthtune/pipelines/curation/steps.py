@@ -7,7 +7,6 @@ whose parameters say ``enabled: false`` passes every row through.
 
 import math
 import re
-import unicodedata
 import zlib
 from collections.abc import Iterable
 
@@ -18,6 +17,7 @@ import pyarrow.compute as pc
 
 from synthtune.tasks import get_task
 from synthtune.tasks.base import fill_template
+from synthtune.text import normalise_column, normalise_text, word_keys
 
 Result = tuple[pd.DataFrame, pd.DataFrame]
 REQUIRED_COLUMNS = ("row_id", "text", "prompt", "template_id", "answer", "label")
@@ -47,17 +47,12 @@ def check_columns(rows: pd.DataFrame, dataset: str) -> None:
 
 
 # --- normalisation ---------------------------------------------------------------------------
-def normalise_text(text: str) -> str:
-    """Unicode NFC and single spaces; neither changes which characters are letters."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
-
-
 def normalise(rows: pd.DataFrame, task_name: str) -> pd.DataFrame:
     """Normalise each row's text and answer, and re-ask changed texts with their own template."""
     templates = get_task(task_name).train_templates
-    text = _normalise_column(rows["text"])
+    text = normalise_column(rows["text"])
     changed = (text != rows["text"]).to_numpy(dtype=bool)
-    rows = rows.assign(text=text, answer=_normalise_column(rows["answer"]))
+    rows = rows.assign(text=text, answer=normalise_column(rows["answer"]))
     if not changed.any():
         return rows
     prompts = rows["prompt"].to_numpy(dtype=object).copy()
@@ -66,11 +61,6 @@ def normalise(rows: pd.DataFrame, task_name: str) -> pd.DataFrame:
         picked = changed & (template_ids == k)
         prompts[picked] = fill_template(template, rows[picked])
     return rows.assign(prompt=prompts)
-
-
-def _normalise_column(texts: pd.Series) -> pd.Series:
-    # Column-wise equivalent of normalise_text (vectorised string ops).
-    return texts.str.normalize("NFC").str.replace(r"\s+", " ", regex=True).str.strip()
 
 
 # --- quality ---------------------------------------------------------------------------------
@@ -157,10 +147,10 @@ def drop_near_duplicates(
     key or cluster keeps its first ``max_per_key`` rows: repeats like "be be be be" stay
     learnable, floods do not.
     """
-    keys = rows["text"].map(bag_of_words_key)
-    distinct = keys.map(lambda k: len(set(k.split())))
-    long = (distinct >= minhash_min_distinct).to_numpy()
-    cluster = keys.to_numpy(dtype=object).copy()
+    words = [w.split() for w in word_keys(rows["text"])]  # same keys as bag_of_words_key
+    keys = np.array([" ".join(sorted(w)) for w in words], dtype=object)
+    long = np.fromiter((len(set(w)) >= minhash_min_distinct for w in words), dtype=bool, count=len(words))
+    cluster = keys.copy()
     if long.any():
         labels = minhash_clusters(keys[long].tolist(), bands, band_rows, shingle)
         cluster[long] = [f"minhash:{c}" for c in labels]
@@ -237,7 +227,7 @@ def decontaminate(rows: pd.DataFrame, eval_texts: Iterable[str], ngram: int) -> 
     ``ngram``-gram with one (``contaminated_ngram``), case-insensitively."""
     eval_texts = [normalise_text(t).lower() for t in eval_texts]
     grams = set().union(*(word_ngrams(t, ngram) for t in eval_texts)) if eval_texts else set()
-    lowered = _normalise_column(rows["text"]).str.lower()
+    lowered = normalise_column(rows["text"]).str.lower()
     is_exact = lowered.isin(set(eval_texts)).to_numpy()
     shares = np.zeros(len(rows), dtype=bool)
     long = (lowered.str.count(" ") + 1 >= ngram).to_numpy(dtype=bool)  # shorter rows hold no n-gram
@@ -254,11 +244,11 @@ STRATUM_EDGES = {
 
 
 def stratum_of(rows: pd.DataFrame, by: str) -> pd.Series:
-    """The bucket of each row on ``by`` (``n_words`` or ``label``)."""
+    """The bucket number of each row on ``by`` (``n_words`` or ``label``)."""
     if by not in STRATUM_EDGES:
         raise ValueError(f"curation.balance.by={by!r} is unknown; allowed: {sorted(STRATUM_EDGES)}")
     values = word_counts(rows["text"]) if by == "n_words" else rows["label"]
-    return pd.cut(values.astype(float), STRATUM_EDGES[by], right=False).astype(str)
+    return pd.Series(pd.cut(values.astype(float), STRATUM_EDGES[by], right=False, labels=False), index=rows.index)
 
 
 def word_counts(texts: pd.Series) -> pd.Series:
@@ -274,6 +264,6 @@ def balance(rows: pd.DataFrame, by: str, max_share: float) -> Result:
     if not 0 < max_share <= 1:
         raise ValueError(f"curation.balance.max_share must be in (0, 1], got {max_share!r}")
     cap = max(math.ceil(max_share * len(rows)), 1)
-    strata = stratum_of(rows, by)
-    rank = strata.groupby(strata, sort=False).cumcount().to_numpy()
+    strata = stratum_of(rows, by).to_numpy()
+    rank = pd.Series(strata).groupby(strata, sort=False).cumcount().to_numpy()
     return split(rows, rank >= cap, "balance", "stratum_cap")

@@ -148,14 +148,25 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
-def batch_order(n_rows: int, batch_size: int, steps: int, seed: int) -> list[np.ndarray]:
-    """Row indices of each step's batch: seeded shuffles, epoch after epoch, as needed."""
+def batch_order(lengths: list[int], batch_size: int, steps: int, seed: int, pool: int = 64) -> list[np.ndarray]:
+    """Row indices of each step's batch: seeded shuffles, epoch after epoch, as needed.
+
+    Rows of similar length share a batch (each shuffled run of ``pool`` batches is sorted
+    by length, then the batches are shuffled), so left padding wastes little compute: a
+    100-word repeat no longer pads fifteen 5-word rows to its length.
+    """
     rng = np.random.default_rng(seed)
-    per_epoch = max(n_rows // batch_size, 1)
+    lengths = np.asarray(lengths)
+    per_epoch = max(len(lengths) // batch_size, 1)
     batches: list[np.ndarray] = []
     while len(batches) < steps:
-        order = rng.permutation(n_rows)
-        batches.extend(order[i * batch_size : (i + 1) * batch_size] for i in range(per_epoch))
+        order = rng.permutation(len(lengths))[: per_epoch * batch_size]
+        epoch = []
+        for start in range(0, len(order), pool * batch_size):
+            chunk = order[start : start + pool * batch_size]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            epoch.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        batches.extend(epoch[i] for i in rng.permutation(len(epoch)))
     return batches[:steps]
 
 
@@ -196,8 +207,9 @@ def train_lora(base_model: LanguageModel, train_rows: pd.DataFrame, params: dict
     log = []
     model.train()
     start = time.perf_counter()
+    lengths = [len(e["prompt"]) + len(e["answer"]) for e in examples]
     bar = tqdm(
-        batch_order(len(examples), params["batch_size"], params["max_steps"], params["seed"]), desc="train", unit="step"
+        batch_order(lengths, params["batch_size"], params["max_steps"], params["seed"]), desc="train", unit="step"
     )
     for step, indices in enumerate(bar, start=1):
         batch = collate([examples[i] for i in indices], tokenizer.pad_token_id)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthtune.pipelines.curation.steps import normalise_text
 from synthtune.tasks import get_task
+from synthtune.text import has_one_letter_word, normalise_text, word_keys
 
 SEVERITIES = ("critical", "warning")
 WORD_BUCKETS = [1, 2, 3, 4, 5, 6, 11, 21, 51, 101, np.inf]
@@ -46,18 +46,16 @@ def add_check_columns(
     eval_texts = pd.concat([s["text"] for s in (test, probes, heldout, external)]).map(
         lambda t: normalise_text(t).lower()
     )
-    words = rows["text"].str.lower().str.replace(r"[^\w\s']", "", regex=True).str.split()
-    n_words = words.str.len().to_numpy()
-    distinct = words.map(lambda w: len(set(w))).to_numpy()
+    words = [w.split() for w in word_keys(rows["text"])]
+    n_words = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    distinct = np.fromiter((len(set(w)) for w in words), dtype=np.int64, count=len(words))
     buckets = pd.cut(n_words.astype(float), WORD_BUCKETS, right=False)
     return rows.assign(
         label_recomputed=task.label(rows),
         answer_label=pd.array([task.parse_answer(a) for a in rows["answer"]], dtype="Int64"),
         in_eval_set=rows["text"].str.lower().isin(set(eval_texts)).to_numpy(dtype=bool),
         n_words_bucket=[_bucket_name(b) for b in buckets],
-        has_one_letter_word=rows["text"]
-        .str.contains(r"(?:^|\s)[^\w\s]*[^\W\d_][^\w\s]*(?:\s|$)", regex=True)
-        .to_numpy(dtype=bool),
+        has_one_letter_word=has_one_letter_word(rows["text"]),
         repeat_heavy=(n_words - distinct) >= 0.5 * np.maximum(n_words, 1),
         single_word=n_words == 1,
     )

@@ -1,0 +1,43 @@
+"""Table and report datasets that never leave a half-written file behind.
+
+kedro-datasets' file datasets write straight into their target, so a run killed or failing
+mid-save corrupts the previous version. These subclasses write to a temporary sibling and
+rename it over the target (atomic on POSIX), so readers see the old file or the new one.
+"""
+
+import os
+from pathlib import PurePosixPath
+from typing import Any
+
+from kedro_datasets.json import JSONDataset
+from kedro_datasets.pandas import CSVDataset, ParquetDataset
+
+
+class _AtomicSave:
+    _staging: PurePosixPath | None = None
+
+    def _get_save_path(self) -> PurePosixPath:
+        return self._staging if self._staging is not None else super()._get_save_path()
+
+    def save(self, data: Any) -> None:
+        target = super()._get_save_path()
+        self._staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        try:
+            super().save(data)
+            os.replace(self._staging, target)
+        finally:
+            if os.path.exists(self._staging):
+                os.remove(self._staging)
+            self._staging = None
+
+
+class AtomicParquetDataset(_AtomicSave, ParquetDataset):
+    """``pandas.ParquetDataset`` with an atomic save (local files)."""
+
+
+class AtomicCSVDataset(_AtomicSave, CSVDataset):
+    """``pandas.CSVDataset`` with an atomic save (local files)."""
+
+
+class AtomicJSONDataset(_AtomicSave, JSONDataset):
+    """``json.JSONDataset`` with an atomic save (local files)."""

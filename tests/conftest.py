@@ -77,3 +77,19 @@ def make_rows(texts, task_name: str = "letter_count", fmt: str = "direct", **fie
     rows = rows.assign(label=task.label(rows))
     asked = ask(task, rows, task.train_templates[:1], fmt, np.random.default_rng(0), "train")
     return asked.assign(label_noisy=False)
+
+
+# Training parameters for tests on the tiny model (the fields parameters_training.yml has).
+TRAIN_PARAMS = {
+    "seed": 0,
+    "device": "cpu",
+    "dtype": "float32",
+    "system_prompt": "",
+    "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"},
+    "batch_size": 3,
+    "max_steps": 4,
+    "learning_rate": 1e-3,
+    "warmup_steps": 1,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+}

@@ -1,16 +1,15 @@
 """A peft LoRA adapter directory (``adapter_config.json`` + ``adapter_model.safetensors``)."""
 
-from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
 from synthtune.llm import LoraAdapter
 
-from ._atomic import atomic_directory
+from ._atomic import LocalPathDataset, atomic_directory
 
 
-class LoraAdapterDataset(AbstractDataset[Any, LoraAdapter]):
+class LoraAdapterDataset(LocalPathDataset, AbstractDataset[Any, LoraAdapter]):
     """Saves a ``PeftModel`` (or a :class:`LoraAdapter`) with peft's ``save_pretrained``;
     loads a :class:`LoraAdapter`: the peft config and the adapter weights, ready to be put
     on a base model with ``get_peft_model`` + ``set_peft_model_state_dict``.
@@ -23,10 +22,6 @@ class LoraAdapterDataset(AbstractDataset[Any, LoraAdapter]):
           type: synthtune.datasets.LoraAdapterDataset
           filepath: data/06_models/lora_adapter
     """
-
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
-        self._filepath = Path(filepath)
-        self.metadata = metadata
 
     def load(self) -> LoraAdapter:
         from peft import PeftConfig
@@ -48,6 +43,3 @@ class LoraAdapterDataset(AbstractDataset[Any, LoraAdapter]):
 
     def _exists(self) -> bool:
         return (self._filepath / "adapter_config.json").is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}

@@ -1,14 +1,11 @@
 """A directory of files (e.g. a static HTML site), saved and loaded as ``{relative path: bytes}``."""
 
-from pathlib import Path
-from typing import Any
-
 from kedro.io import AbstractDataset, DatasetError
 
-from ._atomic import atomic_directory
+from ._atomic import LocalPathDataset, atomic_directory
 
 
-class FileTreeDataset(AbstractDataset[dict[str, bytes], dict[str, bytes]]):
+class FileTreeDataset(LocalPathDataset, AbstractDataset[dict[str, bytes], dict[str, bytes]]):
     """Writes every ``{relative path: bytes}`` item under ``filepath`` at once (the old tree
     is replaced atomically); loads the tree back the same way.
 
@@ -18,10 +15,6 @@ class FileTreeDataset(AbstractDataset[dict[str, bytes], dict[str, bytes]]):
           type: synthtune.datasets.FileTreeDataset
           filepath: data/08_reporting/data_docs
     """
-
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
-        self._filepath = Path(filepath)
-        self.metadata = metadata
 
     def load(self) -> dict[str, bytes]:
         if not self._filepath.is_dir():
@@ -41,6 +34,3 @@ class FileTreeDataset(AbstractDataset[dict[str, bytes], dict[str, bytes]]):
 
     def _exists(self) -> bool:
         return self._filepath.is_dir()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}

@@ -1,16 +1,13 @@
 """A Hugging Face causal LM and its tokenizer, saved as one plain directory."""
 
-from pathlib import Path
-from typing import Any
-
 from kedro.io import AbstractDataset, DatasetError
 
 from synthtune.llm import LanguageModel
 
-from ._atomic import atomic_directory
+from ._atomic import LocalPathDataset, atomic_directory
 
 
-class HFModelDataset(AbstractDataset[LanguageModel, LanguageModel]):
+class HFModelDataset(LocalPathDataset, AbstractDataset[LanguageModel, LanguageModel]):
     """Saves a :class:`LanguageModel` with ``save_pretrained`` (safetensors + tokenizer)
     and loads it back with ``AutoModelForCausalLM`` / ``AutoTokenizer``.
 
@@ -20,10 +17,6 @@ class HFModelDataset(AbstractDataset[LanguageModel, LanguageModel]):
           type: synthtune.datasets.HFModelDataset
           filepath: data/06_models/base_model
     """
-
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
-        self._filepath = Path(filepath)
-        self.metadata = metadata
 
     def load(self) -> LanguageModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -42,6 +35,3 @@ class HFModelDataset(AbstractDataset[LanguageModel, LanguageModel]):
 
     def _exists(self) -> bool:
         return (self._filepath / "config.json").is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}

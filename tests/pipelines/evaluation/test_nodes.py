@@ -9,22 +9,10 @@ from synthtune.llm import LanguageModel, LoraAdapter, left_pad
 from synthtune.pipelines.evaluation.nodes import attach_adapter, compute_metrics, predict_eval_set, summarise_evaluation
 from synthtune.pipelines.training.nodes import train_lora
 
-from ...conftest import make_rows
+from ...conftest import TRAIN_PARAMS, make_rows
 
 PARAMS = {"device": "cpu", "dtype": "float32", "system_prompt": "", "batch_size": 2, "max_new_tokens": 3}
-TRAIN = {
-    "seed": 0,
-    "device": "cpu",
-    "dtype": "float32",
-    "system_prompt": "",
-    "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"},
-    "batch_size": 2,
-    "max_steps": 2,
-    "learning_rate": 1e-2,
-    "warmup_steps": 0,
-    "weight_decay": 0.0,
-    "max_grad_norm": 1.0,
-}
+TRAIN = {**TRAIN_PARAMS, "batch_size": 2, "max_steps": 2, "learning_rate": 1e-2, "warmup_steps": 0}
 ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark"])
 
 

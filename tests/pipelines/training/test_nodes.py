@@ -15,22 +15,10 @@ from synthtune.pipelines.training.nodes import (
     train_lora,
 )
 
-from ...conftest import make_rows
+from ...conftest import TRAIN_PARAMS, make_rows
 
 ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark", "the cat sat"])
-PARAMS = {
-    "seed": 0,
-    "device": "cpu",
-    "dtype": "float32",
-    "system_prompt": "",
-    "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"},
-    "batch_size": 3,
-    "max_steps": 4,
-    "learning_rate": 1e-3,
-    "warmup_steps": 1,
-    "weight_decay": 0.0,
-    "max_grad_norm": 1.0,
-}
+PARAMS = TRAIN_PARAMS
 
 
 def fresh(lm):

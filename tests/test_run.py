@@ -46,6 +46,8 @@ def test_full_run_persists_every_artifact(smoke_project):
     assert (smoke_project / "data/06_models/lora_adapter/adapter_model.safetensors").is_file()
     assert (smoke_project / "data/06_models/base_model/model.safetensors").is_file()
     assert (smoke_project / "data/08_reporting/data_docs/index.html").is_file()
+    adapter_config = json.loads((smoke_project / "data/06_models/lora_adapter/adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "base_model"  # nothing machine-specific
 
 
 def test_full_run_writes_metrics(smoke_project):

@@ -97,7 +97,7 @@ def test_train_lora_trains_only_the_adapter_and_logs_each_step(tiny_lm):
     model, log = train_lora(base, ROWS, PARAMS)
     assert log["step"].tolist() == [1, 2, 3, 4]
     assert {"loss", "lr", "tokens", "tokens_per_s", "elapsed_s"} <= set(log.columns)
-    assert model.peft_config["default"].base_model_name_or_path is None  # no machine path in the adapter
+    assert model.peft_config["default"].base_model_name_or_path == "base_model"  # no machine path
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     frozen = model.get_base_model().state_dict()

@@ -199,9 +199,10 @@ def train_lora(base_model: LanguageModel, train_rows: pd.DataFrame, params: dict
     tokenizer = base_model.tokenizer
     lora = LoraConfig(task_type="CAUSAL_LM", **params["lora"])
     model = get_peft_model(base_model.model.to(device=device, dtype=dtype), lora)
-    # peft records the base model's absolute load path; it would make the adapter's bytes
-    # depend on the machine. The catalog, not this field, pairs adapter and base model.
-    model.peft_config["default"].base_model_name_or_path = None
+    # peft would record the base model's absolute load path (filled in at save time when
+    # empty), making the adapter's bytes depend on the machine. Name the catalog entry
+    # that pairs adapter and base model instead.
+    model.peft_config["default"].base_model_name_or_path = "base_model"
     examples = encode_training_rows(train_rows, tokenizer, params["system_prompt"])
 
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -98,6 +98,8 @@ def test_train_lora_trains_only_the_adapter_and_logs_each_step(tiny_lm):
     assert log["step"].tolist() == [1, 2, 3, 4]
     assert {"loss", "lr", "tokens", "tokens_per_s", "elapsed_s"} <= set(log.columns)
     assert model.peft_config["default"].base_model_name_or_path == "base_model"  # no machine path
+    modules = model.peft_config["default"].target_modules
+    assert modules == sorted(modules) and any(m.endswith("q_proj") for m in modules)  # saved in a stable order
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     frozen = model.get_base_model().state_dict()

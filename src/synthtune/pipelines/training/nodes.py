@@ -203,6 +203,9 @@ def train_lora(base_model: LanguageModel, train_rows: pd.DataFrame, params: dict
     # empty), making the adapter's bytes depend on the machine. Name the catalog entry
     # that pairs adapter and base model instead.
     model.peft_config["default"].base_model_name_or_path = "base_model"
+    # peft keeps the matched module names as a set, whose order (and so the saved JSON)
+    # changes with Python's hash seed; a sorted list saves the same bytes every run.
+    model.peft_config["default"].target_modules = sorted(model.peft_config["default"].target_modules)
     examples = encode_training_rows(train_rows, tokenizer, params["system_prompt"])
 
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -131,9 +131,15 @@ def drop_exact_duplicates(rows: pd.DataFrame) -> Result:
     return split(rows, rows["text"].duplicated(keep="first").to_numpy(), "drop_exact_duplicates", "duplicate")
 
 
+def bag_of_words_keys(texts: pd.Series) -> list[list[str]]:
+    """Each text's words, lowercased, stripped of punctuation and sorted: an
+    order-insensitive key (``"dog dog a"`` and ``"a dog dog"`` share one)."""
+    return [sorted(w.split()) for w in word_keys(texts)]
+
+
 def bag_of_words_key(text: str) -> str:
-    """Order-insensitive key: ``"dog dog a"`` and ``"a dog dog"`` share one."""
-    return " ".join(sorted(re.sub(r"[^\w\s']", "", text.lower()).split()))
+    """The bag-of-words key of one text, joined by spaces."""
+    return " ".join(bag_of_words_keys(pd.Series([text]))[0])
 
 
 def drop_near_duplicates(
@@ -147,8 +153,8 @@ def drop_near_duplicates(
     key or cluster keeps its first ``max_per_key`` rows: repeats like "be be be be" stay
     learnable, floods do not.
     """
-    words = [w.split() for w in word_keys(rows["text"])]  # same keys as bag_of_words_key
-    keys = np.array([" ".join(sorted(w)) for w in words], dtype=object)
+    words = bag_of_words_keys(rows["text"])
+    keys = np.array([" ".join(w) for w in words], dtype=object)
     long = np.fromiter((len(set(w)) >= minhash_min_distinct for w in words), dtype=bool, count=len(words))
     cluster = keys.copy()
     if long.any():
@@ -217,8 +223,8 @@ def minhash_clusters(texts: list[str], bands: int, band_rows: int, shingle: int)
 
 # --- decontamination -------------------------------------------------------------------------
 def word_ngrams(text: str, n: int) -> set[str]:
-    """Lowercased word n-grams of a text (the whole text if it is shorter)."""
-    words = normalise_text(text).lower().split()
+    """Word n-grams of an already normalised, lowercased text (none if it is shorter)."""
+    words = text.split()
     return {" ".join(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))} if len(words) >= n else set()
 
 

@@ -1,10 +1,11 @@
 from synthtune.pipeline_registry import STAGES, register_pipelines
 
 
-def test_registry_has_each_stage_full_and_default():
+def test_registry_has_each_stage_full_default_and_export():
     pipelines = register_pipelines()
-    assert set(pipelines) == {*STAGES, "full", "__default__"}
+    assert set(pipelines) == {*STAGES, "full", "__default__", "export"}
     assert pipelines["__default__"] is pipelines["full"]
+    assert pipelines["export"].inputs() == {"base_model", "fine_tuned"}  # runs on what training wrote
 
 
 def test_full_is_exactly_the_five_stages():

@@ -40,14 +40,32 @@ def smoke_project(tmp_path_factory):
 
 def test_full_run_persists_every_artifact(smoke_project):
     paths = persisted_paths(smoke_project)
-    assert len(paths) == 20
+    assert len(paths) == 21
     missing = [name for name, path in paths.items() if not path.exists()]
-    assert missing == []
-    assert (smoke_project / "data/06_models/lora_adapter/adapter_model.safetensors").is_file()
+    assert missing == ["merged_model"]  # written only by the export pipeline
+    assert (smoke_project / "data/06_models/fine_tuned/adapter_model.safetensors").is_file()
+    assert not (smoke_project / "data/06_models/checkpoints").exists()  # removed once training finished
     assert (smoke_project / "data/06_models/base_model/model.safetensors").is_file()
     assert (smoke_project / "data/08_reporting/data_docs/index.html").is_file()
-    adapter_config = json.loads((smoke_project / "data/06_models/lora_adapter/adapter_config.json").read_text())
+    adapter_config = json.loads((smoke_project / "data/06_models/fine_tuned/adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "base_model"  # nothing machine-specific
+
+
+def test_export_merges_the_adapter_into_a_servable_model(smoke_project):
+    from transformers import AutoModelForCausalLM
+
+    run(smoke_project, "export")
+    merged = smoke_project / "data/06_models/merged_model"
+    assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_training_log_holds_validation_and_speed(smoke_project):
+    log = pd.read_csv(smoke_project / "data/08_reporting/training_log.csv")
+    assert log["step"].tolist() == list(range(1, 13))
+    assert log["val_loss"].notna().sum() == 3  # every 4 steps in the smoke environment
+    assert (log["mfu"] > 0).all() and (log["tokens_per_s"] > 0).all()
 
 
 def test_full_run_writes_metrics(smoke_project):
@@ -131,7 +149,7 @@ def test_naive_data_is_stopped_by_the_distribution_expectations(tmp_path):
         with pytest.raises(DataValidationError) as err:
             run(project, "full", generation={"profile": "naive"})
         assert "has_one_letter_word" in str(err.value) and "repeat_heavy" in str(err.value)
-        assert not (project / "data/06_models/lora_adapter").exists()  # no training compute spent
+        assert not (project / "data/06_models/fine_tuned").exists()  # no training compute spent
         # demoted to warnings, the same data passes the gate (to reproduce the case study)
         run(
             project,

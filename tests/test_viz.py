@@ -21,7 +21,7 @@ def test_kedro_viz_build_lists_all_pipelines(project):
         "build_vocabulary",
         "report_distributions",
         "run_expectation_suite",
-        "train_lora",
+        "fine_tune",
         "predict_test_set",
     } <= node_names
     assert "circular" not in result.stdout + result.stderr

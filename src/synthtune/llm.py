@@ -30,6 +30,25 @@ class LoraAdapter:
     weights: dict[str, torch.Tensor]
 
 
+def apply_fine_tuning(base_model: LanguageModel, fine_tuned: Any) -> LanguageModel:
+    """The base model with the training result in it, ready for inference.
+
+    Args:
+        base_model: The model the training started from, with its tokenizer.
+        fine_tuned: A :class:`LoraAdapter` (merged into the base weights, so inference pays
+            nothing for it) or, after ``method: full``, the whole fine-tuned model.
+    """
+    if not isinstance(fine_tuned, LoraAdapter):
+        return LanguageModel(fine_tuned, base_model.tokenizer)
+    from peft import get_peft_model, set_peft_model_state_dict
+
+    peft_model = get_peft_model(base_model.model, fine_tuned.config)
+    result = set_peft_model_state_dict(peft_model, fine_tuned.weights)
+    if result.unexpected_keys:
+        raise ValueError(f"the adapter holds weights the base model has no place for: {result.unexpected_keys[:5]}")
+    return LanguageModel(peft_model.merge_and_unload(), base_model.tokenizer)
+
+
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AMX or AVX512-BF16).
 

@@ -12,7 +12,8 @@ STAGES = ("generation", "curation", "validation", "training", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register the five stage pipelines, ``full`` (all five) and the default (``full``)."""
+    """Register the five stage pipelines, ``full`` (all five), the default (``full``) and
+    ``export`` (merge the fine-tuned weights into the base model; run on demand)."""
     pipelines = {
         "generation": generation.create_pipeline(),
         "curation": curation.create_pipeline(),
@@ -22,4 +23,5 @@ def register_pipelines() -> dict[str, Pipeline]:
     }
     pipelines["full"] = sum(pipelines.values(), Pipeline([]))
     pipelines["__default__"] = pipelines["full"]
+    pipelines["export"] = training.create_export_pipeline()
     return pipelines

@@ -4,7 +4,7 @@ import pytest
 import torch
 from kedro.io import DatasetError
 
-from synthtune.datasets import HFModelDataset, LoraAdapterDataset
+from synthtune.datasets import FineTunedDataset, HFModelDataset
 from synthtune.datasets._atomic import atomic_directory
 from synthtune.llm import LanguageModel, LoraAdapter
 
@@ -27,7 +27,7 @@ def peft_model(tiny_lm):
 def test_adapter_round_trips_through_the_dataset(tmp_path, peft_model):
     from peft import get_peft_model_state_dict
 
-    dataset = LoraAdapterDataset(filepath=str(tmp_path / "adapter"))
+    dataset = FineTunedDataset(filepath=str(tmp_path / "adapter"))
     assert not dataset.exists()
     dataset.save(peft_model)
     assert dataset.exists()
@@ -41,16 +41,16 @@ def test_adapter_round_trips_through_the_dataset(tmp_path, peft_model):
         assert torch.equal(loaded.weights[key], tensor)
 
     # a loaded adapter saves back to the same bytes
-    again = LoraAdapterDataset(filepath=str(tmp_path / "again"))
+    again = FineTunedDataset(filepath=str(tmp_path / "again"))
     again.save(loaded)
     assert (tmp_path / "again" / "adapter_model.safetensors").read_bytes() == (
         tmp_path / "adapter" / "adapter_model.safetensors"
     ).read_bytes()
 
 
-def test_missing_adapter_names_the_path(tmp_path):
-    with pytest.raises(DatasetError, match="No adapter at .*nowhere"):
-        LoraAdapterDataset(filepath=str(tmp_path / "nowhere")).load()
+def test_missing_fine_tuned_model_names_the_path(tmp_path):
+    with pytest.raises(DatasetError, match="Nothing fine-tuned at .*nowhere"):
+        FineTunedDataset(filepath=str(tmp_path / "nowhere")).load()
 
 
 def test_model_round_trips_through_the_dataset(tmp_path, tiny_lm):

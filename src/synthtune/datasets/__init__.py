@@ -1,9 +1,9 @@
-"""Kedro datasets that kedro-datasets lacks: a Hugging Face model directory, a LoRA adapter
-and a directory of files (GX Data Docs)."""
+"""Kedro datasets that kedro-datasets lacks: a Hugging Face model directory, the result of
+fine-tuning (LoRA adapter or whole model) and a directory of files (GX Data Docs)."""
 
-from .adapter_dataset import LoraAdapterDataset
 from .atomic import AtomicCSVDataset, AtomicJSONDataset, AtomicParquetDataset
 from .file_tree_dataset import FileTreeDataset
+from .fine_tuned_dataset import FineTunedDataset
 from .model_dataset import HFModelDataset
 
 __all__ = [
@@ -11,6 +11,6 @@ __all__ = [
     "AtomicJSONDataset",
     "AtomicParquetDataset",
     "FileTreeDataset",
+    "FineTunedDataset",
     "HFModelDataset",
-    "LoraAdapterDataset",
 ]

@@ -5,21 +5,33 @@ import pandas as pd
 import pytest
 import torch
 
-from synthtune.llm import LanguageModel, LoraAdapter, left_pad
-from synthtune.pipelines.evaluation.nodes import attach_adapter, compute_metrics, predict_eval_set, summarise_evaluation
-from synthtune.pipelines.training.nodes import train_lora
+from synthtune.llm import LanguageModel, LoraAdapter, apply_fine_tuning, left_pad
+from synthtune.pipelines.evaluation.nodes import (
+    compute_metrics,
+    greedy_complete,
+    predict_eval_set,
+    summarise_evaluation,
+)
+from synthtune.pipelines.training.loop import fine_tune
 
 from ...conftest import TRAIN_PARAMS, make_rows
 
-PARAMS = {"device": "cpu", "dtype": "float32", "system_prompt": "", "batch_size": 2, "max_new_tokens": 3}
+PARAMS = {
+    "device": "cpu",
+    "dtype": "float32",
+    "system_prompt": "",
+    "batch_size": 2,
+    "max_new_tokens": 12,
+    "extra_new_tokens": 2,
+}
 TRAIN = {**TRAIN_PARAMS, "batch_size": 2, "max_steps": 2, "learning_rate": 1e-2, "warmup_steps": 0}
 ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark"])
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_lm):
-    peft_model, _ = train_lora(
-        SimpleNamespace(model=copy.deepcopy(tiny_lm.model), tokenizer=tiny_lm.tokenizer), ROWS, TRAIN
+    peft_model, _ = fine_tune(
+        SimpleNamespace(model=copy.deepcopy(tiny_lm.model), tokenizer=tiny_lm.tokenizer), ROWS, ROWS.iloc[:0], TRAIN
     )
     from peft import get_peft_model_state_dict
 
@@ -52,7 +64,7 @@ def test_compute_metrics_on_literal_predictions():
 
 def test_attached_adapter_reproduces_the_trained_model(tiny_lm, trained):
     adapter, peft_model = trained
-    merged = attach_adapter(base_copy(tiny_lm), adapter).model
+    merged = apply_fine_tuning(base_copy(tiny_lm), adapter).model
     batch = left_pad([[1, 2, 3, 4], [5, 6]], tiny_lm.tokenizer.pad_token_id)
     with torch.no_grad():
         expected = peft_model(**batch).logits
@@ -67,6 +79,24 @@ def test_predict_eval_set_scores_every_row(tiny_lm, trained):
     assert {"completion", "predicted", "correct"} <= set(out.columns)
     expected = out["predicted"].notna() & (out["predicted"] == out["label"])
     assert out["correct"].tolist() == expected.fillna(False).tolist()
+
+
+@pytest.fixture(scope="module")
+def memorised(tiny_lm):
+    """A fully fine-tuned model that has learned ROWS by heart (and nothing else)."""
+    params = {**TRAIN, "method": "full", "max_steps": 40, "batch_size": 5, "learning_rate": 1e-2}
+    model, _ = fine_tune(base_copy(tiny_lm), ROWS, ROWS.iloc[:0], params)
+    return model
+
+
+def test_teacher_forced_fast_path_agrees_with_greedy_decoding(tiny_lm, memorised):
+    rows = pd.concat([ROWS, make_rows(["zebra crossing", "qq q"])], ignore_index=True)
+    out = predict_eval_set(base_copy(tiny_lm), memorised, rows, "letter_count", PARAMS)
+    fast = out["teacher_forced"].to_numpy()
+    assert fast[: len(ROWS)].all() and not fast[len(ROWS) :].any()  # learned rows take the fast path
+    assert out["correct"][: len(ROWS)].all()
+    greedy = greedy_complete(LanguageModel(memorised, tiny_lm.tokenizer), rows["prompt"].tolist(), PARAMS, [12] * 7)
+    assert out["completion"][fast].tolist() == [g for g, f in zip(greedy, fast, strict=True) if f]
 
 
 def test_summary_reports_test_probes_and_each_category():

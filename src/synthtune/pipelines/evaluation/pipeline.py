@@ -6,18 +6,18 @@ from .nodes import predict_eval_set, summarise_evaluation
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """base model + adapter + test split and probes -> predictions -> metrics."""
+    """base model + fine-tuned weights + test split and probes -> predictions -> metrics."""
     return Pipeline(
         [
             node(
                 predict_eval_set,
-                ["base_model", "lora_adapter", "test_set", "params:generation.task", "params:evaluation"],
+                ["base_model", "fine_tuned", "test_set", "params:generation.task", "params:evaluation"],
                 "test_predictions",
                 name="predict_test_set",
             ),
             node(
                 predict_eval_set,
-                ["base_model", "lora_adapter", "probe_set", "params:generation.task", "params:evaluation"],
+                ["base_model", "fine_tuned", "probe_set", "params:generation.task", "params:evaluation"],
                 "probe_predictions",
                 name="predict_probe_set",
             ),

@@ -1,5 +1,6 @@
-"""Training: convert the base model once, then LoRA-fine-tune it with peft on the validated rows."""
+"""Training: convert the base model once, then fine-tune it (LoRA with peft, or full) on the
+validated rows; ``export`` merges the result into one model directory for serving."""
 
-from .pipeline import create_pipeline
+from .pipeline import create_export_pipeline, create_pipeline
 
-__all__ = ["create_pipeline"]
+__all__ = ["create_export_pipeline", "create_pipeline"]

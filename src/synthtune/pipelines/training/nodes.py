@@ -1,31 +1,15 @@
-"""Nodes of the training pipeline.
-
-The loop is written out (nanoGPT style) rather than delegated to the Hugging Face
-``Trainer`` because it needs one thing the Trainer does not do: run the 49k-wide output
-head only on the answer positions (``logits_to_keep``), which is a fifth of the FLOPs.
-"""
+"""Nodes of the training pipeline: the base model, the validation split, and (in
+``loop.py``) the fine-tuning itself."""
 
 import importlib.util
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from synthtune.llm import (
-    IGNORE_INDEX,
-    LanguageModel,
-    encode_answers,
-    encode_prompts,
-    left_pad,
-    pick_device,
-    pick_dtype,
-    set_threads,
-)
+from synthtune.llm import LanguageModel, apply_fine_tuning
 
 SOURCES = ("gguf", "random", "path")
 
@@ -108,139 +92,24 @@ def _load_gguf(params: dict[str, Any], random_init: dict[str, Any] | None) -> La
     return LanguageModel(model, tokenizer)
 
 
-def encode_training_rows(rows: pd.DataFrame, tokenizer, system_prompt: str = "") -> list[dict[str, list[int]]]:
-    """Tokenize rows into prompt ids and answer ids (answer ends with EOS)."""
-    prompts = encode_prompts(tokenizer, rows["prompt"].tolist(), system_prompt)
-    answers = encode_answers(tokenizer, rows["answer"].tolist())
-    return [{"prompt": p, "answer": a} for p, a in zip(prompts, answers, strict=True)]
-
-
-def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Left-pad a batch; labels are the answer tokens (EOS included), ``-100`` elsewhere.
-
-    Labels are masked by position, never by token id: pad and EOS are the same id here, and
-    masking pad ids would hide EOS too, so the model would never learn to stop.
-    """
-    batch = left_pad([e["prompt"] + e["answer"] for e in examples], pad_id)
-    labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
-    for i, e in enumerate(examples):
-        labels[i, labels.shape[1] - len(e["answer"]) :] = torch.tensor(e["answer"])
-    batch["labels"] = labels
-    batch["answer_width"] = max(len(e["answer"]) for e in examples)
-    return batch
-
-
-def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over answer tokens, with the output head run only where needed.
-
-    With left padding the answers fill the last ``answer_width`` columns; the logits that
-    predict them sit one column earlier, so ``answer_width + 1`` columns are kept.
-    """
-    width = batch["answer_width"]
-    logits = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"],
-        logits_to_keep=width + 1,
-        use_cache=False,
-    ).logits[:, :-1]
-    targets = batch["labels"][:, -width:]
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
-
-
-def batch_order(lengths: list[int], batch_size: int, steps: int, seed: int, pool: int = 64) -> list[np.ndarray]:
-    """Row indices of each step's batch: seeded shuffles, epoch after epoch, as needed.
-
-    Rows of similar length share a batch (each shuffled run of ``pool`` batches is sorted
-    by length, then the batches are shuffled), so left padding wastes little compute: a
-    100-word repeat no longer pads fifteen 5-word rows to its length.
-    """
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths)
-    per_epoch = max(len(lengths) // batch_size, 1)
-    batches: list[np.ndarray] = []
-    while len(batches) < steps:
-        order = rng.permutation(len(lengths))[: per_epoch * batch_size]
-        epoch = []
-        for start in range(0, len(order), pool * batch_size):
-            chunk = order[start : start + pool * batch_size]
-            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-            epoch.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-        batches.extend(epoch[i] for i in rng.permutation(len(epoch)))
-    return batches[:steps]
-
-
-def train_lora(base_model: LanguageModel, train_rows: pd.DataFrame, params: dict[str, Any]) -> tuple[Any, pd.DataFrame]:
-    """Fine-tune a LoRA adapter on the answer tokens of the training rows.
+def split_validation_rows(rows: pd.DataFrame, params: dict[str, Any], seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a seeded random slice of the training rows for validation loss.
 
     Args:
-        base_model: Model and tokenizer from ``prepare_base_model``.
-        train_rows: Validated rows with ``prompt`` and ``answer``.
-        params: ``seed``, ``device``, ``dtype``, ``lora`` (peft ``LoraConfig`` fields),
-            ``batch_size``, ``max_steps``, ``learning_rate``, ``warmup_steps``,
-            ``weight_decay``, ``max_grad_norm``, ``system_prompt``.
+        params: ``fraction`` of rows to hold out, at most ``max_rows`` (0 disables).
 
     Returns:
-        The peft model (saved as the adapter) and a per-step log (loss, lr, tokens/s).
+        The rows to train on and the held-out rows, each in their original order.
     """
-    from peft import LoraConfig, get_peft_model
-    from transformers import get_cosine_schedule_with_warmup
-
-    if train_rows.empty:
-        raise ValueError("training: the training table (model_input_train) is empty; nothing to train on")
-    if params["batch_size"] < 1 or params["max_steps"] < 1:
-        raise ValueError(
-            f"training.batch_size and training.max_steps must be >= 1, got {params['batch_size']}, {params['max_steps']}"
-        )
-    set_threads()
-    torch.manual_seed(params["seed"])
-    device = pick_device(params["device"])
-    dtype = pick_dtype(params["dtype"], device)
-    tokenizer = base_model.tokenizer
-    lora = LoraConfig(task_type="CAUSAL_LM", **params["lora"])
-    model = get_peft_model(base_model.model.to(device=device, dtype=dtype), lora)
-    # peft would record the base model's absolute load path (filled in at save time when
-    # empty), making the adapter's bytes depend on the machine. Name the catalog entry
-    # that pairs adapter and base model instead.
-    model.peft_config["default"].base_model_name_or_path = "base_model"
-    # peft keeps the matched module names as a set, whose order (and so the saved JSON)
-    # changes with Python's hash seed; a sorted list saves the same bytes every run.
-    model.peft_config["default"].target_modules = sorted(model.peft_config["default"].target_modules)
-    examples = encode_training_rows(train_rows, tokenizer, params["system_prompt"])
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=params["learning_rate"], weight_decay=params["weight_decay"])
-    scheduler = get_cosine_schedule_with_warmup(optimizer, params["warmup_steps"], params["max_steps"])
-    log = []
-    model.train()
-    start = time.perf_counter()
-    lengths = [len(e["prompt"]) + len(e["answer"]) for e in examples]
-    bar = tqdm(
-        batch_order(lengths, params["batch_size"], params["max_steps"], params["seed"]), desc="train", unit="step"
-    )
-    for step, indices in enumerate(bar, start=1):
-        batch = collate([examples[i] for i in indices], tokenizer.pad_token_id)
-        tensors = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        tick = time.perf_counter()
-        loss = answer_loss(model, tensors)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, params["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens = int(batch["attention_mask"].sum())
-        log.append(_log_row(step, loss.item(), scheduler.get_last_lr()[0], tokens, time.perf_counter() - tick, start))
-        bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", tok_s=f"{log[-1]['tokens_per_s']:.0f}")
-    model.eval()
-    return model, pd.DataFrame(log)
+    fraction, cap = params["fraction"], params["max_rows"]
+    if not 0 <= fraction < 1:
+        raise ValueError(f"training.validation.fraction must be in [0, 1), got {fraction!r}")
+    n_held = min(int(round(fraction * len(rows))), cap, max(len(rows) - 1, 0))
+    held = np.zeros(len(rows), dtype=bool)
+    held[np.random.default_rng(seed).permutation(len(rows))[:n_held]] = True
+    return rows[~held].reset_index(drop=True), rows[held].reset_index(drop=True)
 
 
-def _log_row(step: int, loss: float, lr: float, tokens: int, step_s: float, start: float) -> dict[str, float]:
-    return {
-        "step": step,
-        "loss": loss,
-        "lr": lr,
-        "tokens": tokens,
-        "tokens_per_s": tokens / step_s,
-        "elapsed_s": time.perf_counter() - start,
-    }
+def merge_fine_tuned(base_model: LanguageModel, fine_tuned: Any) -> LanguageModel:
+    """The base model with the fine-tuning merged in: one plain model directory to serve."""
+    return apply_fine_tuning(base_model, fine_tuned)

@@ -1,20 +1,32 @@
-"""Wiring of the training pipeline."""
+"""Wiring of the training pipeline, and of ``export`` (merge the fine-tuning into the base)."""
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import prepare_base_model, train_lora
+from .loop import fine_tune
+from .nodes import merge_fine_tuned, prepare_base_model, split_validation_rows
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """GGUF -> plain base model; base model + validated rows -> LoRA adapter + log."""
+    """GGUF -> plain base model; base model + validated rows -> fine-tuned weights + log."""
     return Pipeline(
         [
             node(prepare_base_model, "params:training.base_model", "base_model", name="prepare_base_model"),
             node(
-                train_lora,
-                ["base_model", "model_input_train", "params:training"],
-                ["lora_adapter", "training_log"],
-                name="train_lora",
+                split_validation_rows,
+                ["model_input_train", "params:training.validation", "params:training.seed"],
+                ["training_rows", "validation_rows"],
+                name="split_validation_rows",
+            ),
+            node(
+                fine_tune,
+                ["base_model", "training_rows", "validation_rows", "params:training"],
+                ["fine_tuned", "training_log"],
+                name="fine_tune",
             ),
         ]
     )
+
+
+def create_export_pipeline(**kwargs) -> Pipeline:
+    """Base model + fine-tuned weights -> one merged model directory, for serving."""
+    return Pipeline([node(merge_fine_tuned, ["base_model", "fine_tuned"], "merged_model", name="merge_fine_tuned")])

@@ -1,0 +1,179 @@
+"""Training throughput: synthtune's trainer against the Hugging Face Trainer, run by hand.
+
+    python benchmarks/train_throughput.py [--rows 512] [--batch-size 16] [--steps 8]
+                                          [--max-row-tokens N] [--out FILE]
+
+Both train the same LoRA (conf/base training.lora) on the same base model
+(data/06_models/base_model, written by the training pipeline) and the same rows
+(the first ``--rows`` of data/05_model_input/train.parquet, optionally only those of at
+most ``--max-row-tokens`` tokens: 16 rows of 100-word tallies do not fit in 24 GiB),
+``--batch-size`` rows a step,
+answer-only labels, fp32 on the CPU. The Hugging Face ``Trainer`` runs at its defaults
+for this machine (``use_cpu=True``, fp32, random batches padded by
+``DataCollatorForSeq2Seq``); nothing is tuned. synthtune runs with each speed lever in
+turn switched off, to show what it buys. The first step of every run is a warm-up and is
+not timed.
+
+Tokens are real (non-pad) tokens. MFU counts the FLOPs the loss needs (synthtune.perf:
+padding and unread head columns do not count) against the measured square-matmul peak of
+this machine in fp32 and in bf16.
+"""
+
+import argparse
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from synthtune.datasets import HFModelDataset
+from synthtune.llm import IGNORE_INDEX, LanguageModel, set_threads
+from synthtune.perf import measure_matmul_peak, model_shape, training_flops
+from synthtune.pipelines.training.batching import encode_training_rows
+from synthtune.pipelines.training.loop import fine_tune
+
+LEVERS = {
+    "synthtune (all levers)": {},
+    "  without length bucketing": {"length_bucketing": False},
+    "  without answer-only head": {"answer_only_head": False},
+    "  without fused AdamW": {"fused_optimizer": False},
+}
+
+
+def training_params(batch_size: int, steps: int, **overrides) -> dict:
+    params = yaml.safe_load(open("conf/base/parameters_training.yml"))["training"]
+    params.update(
+        device="cpu",
+        dtype="float32",
+        batch_size=batch_size,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        max_minutes=None,
+        validation={**params["validation"], "fraction": 0.0, "every_steps": 0},
+        checkpoint={**params["checkpoint"], "dir": tempfile.mkdtemp(), "every_steps": 0, "resume": False},
+        **overrides,
+    )
+    return params
+
+
+def run_synthtune(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dict:
+    _, log = fine_tune(LanguageModel(copy.deepcopy(base.model), base.tokenizer), rows, rows.iloc[:0], params)
+    timed = log.iloc[1:]
+    return {
+        "tokens": int(timed["tokens"].sum()),
+        "seconds": float((timed["tokens"] / timed["tokens_per_s"]).sum()),
+        "flops": float(timed["flops"].sum()),
+        "padding": float((timed["padding_share"] * timed["tokens"]).sum() / timed["tokens"].sum()),
+    }
+
+
+def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dict:
+    """The Hugging Face Trainer + peft at its defaults; returns tokens, seconds and FLOPs."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    tokenizer = base.tokenizer
+    examples = encode_training_rows(rows, tokenizer, params["system_prompt"])
+    dataset = [
+        {"input_ids": e["prompt"] + e["answer"], "labels": [IGNORE_INDEX] * len(e["prompt"]) + e["answer"]}
+        for e in examples
+    ]
+    seen: list[dict] = []
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
+
+    def counting_collator(features):
+        batch = collator(features)
+        seen.append(
+            {
+                "lengths": batch["attention_mask"].sum(dim=1).tolist(),
+                "answer": int((batch["labels"] != IGNORE_INDEX).sum()),
+                "padded": batch["attention_mask"].numel(),
+            }
+        )
+        return batch
+
+    stamps: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    torch.manual_seed(params["seed"])
+    model = get_peft_model(copy.deepcopy(base.model), LoraConfig(task_type="CAUSAL_LM", **params["lora"]))
+    shape = model_shape(model.config, sum(p.numel() for p in model.parameters() if p.requires_grad))
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=params["batch_size"],
+            max_steps=params["max_steps"],
+            learning_rate=params["learning_rate"],
+            use_cpu=True,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="no",
+            seed=params["seed"],
+            disable_tqdm=True,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=counting_collator)
+        trainer.add_callback(StepClock())
+        trainer.train()
+    timed = seen[1 : len(stamps)]
+    flops = sum(training_flops(shape, np.array(b["lengths"]), b["answer"], full=False) for b in timed)
+    tokens = sum(sum(b["lengths"]) for b in timed)
+    padding = 1 - tokens / sum(b["padded"] for b in timed)
+    return {"tokens": tokens, "seconds": stamps[-1] - stamps[0], "flops": flops, "padding": padding}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--base-model", default="data/06_models/base_model")
+    parser.add_argument("--train", default="data/05_model_input/train.parquet")
+    parser.add_argument("--max-row-tokens", type=int, help="keep only rows of at most this many tokens")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args()
+    set_threads()
+    base = HFModelDataset(filepath=args.base_model).load()
+    rows = pd.read_parquet(args.train)
+    if args.max_row_tokens:
+        examples = encode_training_rows(rows, base.tokenizer)
+        rows = rows[[len(e["prompt"]) + len(e["answer"]) <= args.max_row_tokens for e in examples]]
+    rows = rows.iloc[: args.rows].reset_index(drop=True)
+    cpu = torch.device("cpu")
+    peak = {"float32": measure_matmul_peak(torch.float32, cpu, 2048, 3.0)}
+    peak["bfloat16"] = measure_matmul_peak(torch.bfloat16, cpu, 1024, 3.0)
+    print(f"matmul peak: fp32 {peak['float32'] / 1e12:.3f} TFLOP/s, bf16 {peak['bfloat16'] / 1e12:.4f} TFLOP/s")
+    results = {
+        name: run_synthtune(base, rows, training_params(args.batch_size, args.steps, **overrides))
+        for name, overrides in LEVERS.items()
+    }
+    params = training_params(args.batch_size, args.steps)
+    results["HF Trainer (defaults)"] = run_hf_trainer(base, rows, params)
+
+    print(
+        f"\n{len(rows)} rows, batch {args.batch_size}, {args.steps} steps (first untimed), fp32, LoRA r={params['lora']['r']}"
+    )
+    print(f"{'trainer':32s} {'tokens/s':>9s} {'padding':>8s} {'MFU fp32':>9s} {'MFU bf16':>9s}")
+    for name, run in results.items():
+        rate = run["tokens"] / run["seconds"]
+        flops_s = run["flops"] / run["seconds"]
+        run.update(tokens_per_s=rate, mfu_fp32=flops_s / peak["float32"], mfu_bf16=flops_s / peak["bfloat16"])
+        print(f"{name:32s} {rate:9.1f} {run['padding']:8.1%} {run['mfu_fp32']:9.1%} {run['mfu_bf16']:9.1%}")
+    ours, theirs = results["synthtune (all levers)"], results["HF Trainer (defaults)"]
+    if args.out:
+        Path(args.out).write_text(json.dumps({"peak_flops": peak, "results": results}, indent=1))
+    print(
+        f"speed-up {ours['tokens_per_s'] / theirs['tokens_per_s']:.1f}x vs HF Trainer default, "
+        f"MFU {ours['mfu_bf16']:.1%} of bf16 peak ({ours['mfu_fp32']:.1%} of fp32 peak)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 import copy
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -112,6 +113,13 @@ def test_validation_loss_is_logged_and_early_stopping_restores_the_best(tiny_lm)
     examples = encode_training_rows(HELD_OUT, tiny_lm.tokenizer)
     final = validation_metrics(model, examples, tiny_lm.tokenizer.pad_token_id, 4, torch.device("cpu"))
     assert final["val_loss"] == pytest.approx(log["val_loss"].min(), rel=1e-4)
+
+
+def test_elapsed_time_counts_each_second_once(tiny_lm, tmp_path):
+    started = time.perf_counter()
+    _, log = fine_tune(fresh(tiny_lm), ROWS, NO_ROWS, with_checkpoints(tmp_path, every=1))
+    assert log["elapsed_s"].is_monotonic_increasing
+    assert log["elapsed_s"].iloc[-1] <= time.perf_counter() - started  # checkpoints do not count time twice
 
 
 def test_wall_clock_budget_stops_training(tiny_lm):

@@ -279,7 +279,8 @@ def fine_tune(
 
     model.train()
     bar = tqdm(total=max_steps, initial=start_step, desc=f"train ({params['method']})", unit="step")
-    session_start, step = time.perf_counter(), start_step
+    # Wall time of earlier sessions of this run (resumed from a checkpoint) plus this one.
+    session_start, elapsed_before, step = time.perf_counter(), state["elapsed_s"], start_step
     with stop_on_sigint() as interrupted:
         while state["stopped"] is None and step < max_steps:
             step += 1
@@ -308,7 +309,7 @@ def fine_tune(
                 "tokens_per_s": sum(real) / step_s,
                 "flops": flops,
                 "mfu": flops / step_s / peak,
-                "elapsed_s": state["elapsed_s"] + time.perf_counter() - session_start,
+                "elapsed_s": elapsed_before + time.perf_counter() - session_start,
                 "val_loss": math.nan,
                 "val_exact_match": math.nan,
             }

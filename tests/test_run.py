@@ -71,7 +71,7 @@ def test_training_log_holds_validation_and_speed(smoke_project):
 def test_full_run_writes_metrics(smoke_project):
     metrics = json.loads((smoke_project / "data/08_reporting/metrics.json").read_text())
     assert set(metrics) == {"test", "probes", "probes_by_category"}
-    keys = {"exact_match", "n_examples", "n_correct", "unparseable_rate", "mean_abs_error"}
+    keys = {"exact_match", "n_examples", "n_correct", "unparseable_rate", "mean_abs_error", "median_abs_error"}
     assert set(metrics["test"]) == keys and set(metrics["probes"]) == keys
     assert metrics["test"]["n_examples"] == 40 and metrics["probes"]["n_examples"] == 120
     for split in ("test", "probes"):

@@ -59,6 +59,7 @@ def test_compute_metrics_on_literal_predictions():
         "n_correct": 1,
         "unparseable_rate": 0.25,
         "mean_abs_error": 3.0,
+        "median_abs_error": 1.0,
     }
 
 

@@ -106,6 +106,8 @@ def compute_metrics(predictions: pd.DataFrame) -> dict[str, Any]:
         "n_correct": int(predictions["correct"].sum()),
         "unparseable_rate": float((~answered).mean()),
         "mean_abs_error": float(error[answered].mean()) if answered.any() else None,
+        # robust to the odd runaway completion ("1111111111") that dominates the mean
+        "median_abs_error": float(error[answered].median()) if answered.any() else None,
     }
 
 

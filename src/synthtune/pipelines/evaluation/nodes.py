@@ -28,14 +28,13 @@ def greedy_complete(model: LanguageModel, prompts: list[str], params: dict[str, 
     the largest of its ``max_new`` values.
 
     Args:
-        model: The fine-tuned model and tokenizer.
+        model: The fine-tuned model and tokenizer, already on its device and in its dtype.
         prompts: Questions as rendered by the task.
-        params: ``batch_size``, ``device``, ``dtype``, ``system_prompt``.
+        params: ``batch_size``, ``system_prompt``.
         max_new: New-token limit of each prompt.
     """
-    set_threads()
-    device = pick_device(params["device"])
-    net = model.model.to(device=device, dtype=pick_dtype(params["dtype"], device)).eval()
+    net = model.model.eval()
+    device = net.device
     tokenizer = model.tokenizer
     encoded = encode_prompts(tokenizer, prompts, params["system_prompt"])
     order = np.argsort(np.asarray(max_new) * 4096 + [len(e) for e in encoded], kind="stable")
@@ -77,13 +76,13 @@ def predict_eval_set(
         ``teacher_forced`` (the completion came from the fast path).
     """
     task = get_task(task_name)
-    model = apply_fine_tuning(base_model, fine_tuned)
     set_threads()
     device = pick_device(params["device"])
-    net = model.model.to(device=device, dtype=pick_dtype(params["dtype"], device))
+    model = apply_fine_tuning(base_model, fine_tuned)
+    model.model.to(device=device, dtype=pick_dtype(params["dtype"], device))
     tokenizer = model.tokenizer
     examples = encode_training_rows(rows, tokenizer, params["system_prompt"])
-    _, _, exact = score_answers(net, examples, tokenizer.pad_token_id, params["batch_size"], device)
+    _, _, exact = score_answers(model.model, examples, tokenizer.pad_token_id, params["batch_size"], device)
     completions = rows["answer"].astype(str).to_numpy(dtype=object, copy=True)
     pending = np.flatnonzero(~exact)
     if len(pending):

@@ -1,5 +1,7 @@
 """Rows -> token ids -> length-bucketed, left-padded batches -> the answer-token loss."""
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -32,17 +34,18 @@ def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, torc
     return batch
 
 
-def answer_loss(model, batch: dict[str, torch.Tensor], reduction: str = "mean", answer_only_head: bool = True):
-    """Cross-entropy over answer tokens, with the output head run only where needed.
+def to_device(batch: dict[str, Any], device) -> dict[str, Any]:
+    """The batch with its tensors on ``device`` (``answer_width`` stays an int)."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def answer_logits(model, batch: dict[str, Any], answer_only_head: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits that predict each answer column, and the labels there.
 
     With left padding the answers fill the last ``answer_width`` columns; the logits that
     predict them sit one column earlier, so ``answer_width + 1`` columns are kept.
     ``answer_only_head=False`` runs the head on every column (the Hugging Face default),
     which costs a fifth more FLOPs on short rows and changes nothing else.
-
-    Args:
-        reduction: ``mean`` over answer tokens, or ``sum`` (for token-weighted gradient
-            accumulation across micro-batches).
     """
     width = batch["answer_width"]
     logits = model(
@@ -52,7 +55,17 @@ def answer_loss(model, batch: dict[str, torch.Tensor], reduction: str = "mean", 
         logits_to_keep=width + 1 if answer_only_head else 0,
         use_cache=False,
     ).logits[:, -(width + 1) : -1]
-    targets = batch["labels"][:, -width:]
+    return logits, batch["labels"][:, -width:]
+
+
+def answer_loss(model, batch: dict[str, Any], reduction: str = "mean", answer_only_head: bool = True):
+    """Cross-entropy over answer tokens, with the output head run only where needed.
+
+    Args:
+        reduction: ``mean`` over answer tokens, or ``sum`` (for token-weighted gradient
+            accumulation across micro-batches).
+    """
+    logits, targets = answer_logits(model, batch, answer_only_head)
     return F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]),
         targets.reshape(-1),
@@ -76,16 +89,7 @@ def score_answers(model, examples, pad_id: int, batch_size: int, device) -> tupl
     order = np.argsort([len(e["prompt"]) + len(e["answer"]) for e in examples], kind="stable")
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        batch = collate([examples[i] for i in rows], pad_id)
-        width = batch["answer_width"]
-        logits = model(
-            input_ids=batch["input_ids"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-            position_ids=batch["position_ids"].to(device),
-            logits_to_keep=width + 1,
-            use_cache=False,
-        ).logits[:, :-1]
-        targets = batch["labels"][:, -width:].to(device)
+        logits, targets = answer_logits(model, to_device(collate([examples[i] for i in rows], pad_id), device))
         supervised = targets != IGNORE_INDEX
         per_token = F.cross_entropy(
             logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"

@@ -27,7 +27,15 @@ from tqdm.auto import tqdm
 from synthtune.llm import pick_device, pick_dtype, set_threads
 from synthtune.perf import measure_matmul_peak, model_shape, training_flops
 
-from .batching import answer_loss, answer_tokens, batch_order, collate, encode_training_rows, score_answers
+from .batching import (
+    answer_loss,
+    answer_tokens,
+    batch_order,
+    collate,
+    encode_training_rows,
+    score_answers,
+    to_device,
+)
 from .checkpoint import (
     load_latest,
     load_weights,
@@ -133,7 +141,7 @@ def check_batch_fits(model, batch: dict[str, torch.Tensor], params: dict[str, An
     if device.type == "cuda":
         try:
             with torch.random.fork_rng(devices=[device]):
-                answer_loss(model, _to(batch, device), reduction="sum").backward()
+                answer_loss(model, to_device(batch, device), reduction="sum").backward()
         except torch.cuda.OutOfMemoryError as error:
             raise ValueError(f"training.batch_size: {advice}") from error
         finally:
@@ -150,10 +158,6 @@ def check_batch_fits(model, batch: dict[str, torch.Tensor], params: dict[str, An
         raise ValueError(
             f"training.batch_size: {advice} (needs ~{needed / 2**30:.1f} GiB, {available / 2**30:.1f} free)"
         )
-
-
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def validation_metrics(model, examples, pad_id: int, batch_size: int, device: torch.device) -> dict[str, float]:
@@ -200,7 +204,9 @@ def accumulate_gradients(model, batches: list[dict[str, Any]], device: torch.dev
     n_answer = sum(answer_tokens(b) for b in batches)
     total = 0.0
     for batch in batches:
-        loss = answer_loss(model, _to(batch, device), reduction="sum", answer_only_head=answer_only_head) / n_answer
+        loss = (
+            answer_loss(model, to_device(batch, device), reduction="sum", answer_only_head=answer_only_head) / n_answer
+        )
         loss.backward()
         total += loss.item()
     return total

@@ -89,6 +89,7 @@ TRAIN_PARAMS = {
     "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"},
     "batch_size": 3,
     "gradient_accumulation_steps": 1,
+    "max_batch_tokens": None,
     "max_steps": 4,
     "max_minutes": None,
     "learning_rate": 1e-3,

@@ -9,7 +9,7 @@ from synthtune.profiles import check_profile_params
 from .conftest import PROJECT_ROOT
 
 
-@pytest.mark.parametrize("env", ["base", "smoke", "tally"])
+@pytest.mark.parametrize("env", ["base", "smoke", "direct"])
 def test_environment_composes_into_valid_parameters(env):
     loader = OmegaConfigLoader(
         str(PROJECT_ROOT / "conf"), base_env="base", default_run_env=env, merge_strategy={"parameters": "soft"}

@@ -21,6 +21,7 @@ PARAMS = {
     "dtype": "float32",
     "system_prompt": "",
     "batch_size": 2,
+    "max_batch_tokens": None,
     "max_new_tokens": 12,
     "extra_new_tokens": 2,
 }

@@ -4,7 +4,13 @@ import numpy as np
 import torch
 
 from synthtune.llm import IGNORE_INDEX
-from synthtune.pipelines.training.batching import answer_loss, batch_order, collate, encode_training_rows
+from synthtune.pipelines.training.batching import (
+    answer_loss,
+    batch_order,
+    collate,
+    encode_training_rows,
+    split_by_tokens,
+)
 
 from ...conftest import make_rows
 
@@ -87,6 +93,20 @@ def test_answer_loss_sum_and_full_head_agree_with_the_mean(tiny_lm):
         full_head = answer_loss(model, batch, answer_only_head=False)
     torch.testing.assert_close(total / n_answer, mean)
     torch.testing.assert_close(full_head, mean, rtol=1e-4, atol=1e-4)
+
+
+def test_split_by_tokens_keeps_each_micro_batch_within_the_budget():
+    lengths = np.array([30, 5, 100, 6, 40, 7, 8, 300])
+    batch = np.arange(8)
+    assert [b.tolist() for b in split_by_tokens(batch, lengths, None)] == [batch.tolist()]
+    assert [b.tolist() for b in split_by_tokens(batch, lengths, 8 * 300)] == [batch.tolist()]  # fits: untouched
+    parts = split_by_tokens(batch, lengths, 120)
+    assert sorted(i for p in parts for i in p) == batch.tolist()  # every row once
+    for part in parts:
+        assert len(part) * lengths[part].max() <= 120 or len(part) == 1  # a 300-token row goes alone
+    assert [lengths[p].tolist() for p in parts] == [[5, 6, 7, 8], [30, 40], [100], [300]]
+    assert [len(p) for p in split_by_tokens(batch, lengths, None, max_rows=3)] == [3, 3, 2]
+    assert split_by_tokens(batch[:0], lengths, 10) == []
 
 
 def test_batch_order_without_bucketing_mixes_lengths():

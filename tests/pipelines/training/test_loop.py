@@ -104,6 +104,18 @@ def test_gradient_accumulation_runs_the_micro_batches_of_each_step(tiny_lm):
     assert rows_per_step.between(0.5, 1.5).all()
 
 
+def test_a_token_budget_splits_long_batches_without_changing_the_training(tiny_lm):
+    long_rows = make_rows([" ".join(["dog"] * 12), " ".join(["a"] * 14), "be be", "no", "sit down", "mark"])
+    params = {**TRAIN_PARAMS, "batch_size": 6, "max_steps": 3, "learning_rate": 1e-2}
+    whole_model, whole = fine_tune(fresh(tiny_lm), long_rows, NO_ROWS, params)
+    split_model, split = fine_tune(fresh(tiny_lm), long_rows, NO_ROWS, {**params, "max_batch_tokens": 60})
+    assert split["padding_share"].mean() < whole["padding_share"].mean()  # short rows no longer pad to long ones
+    assert split["tokens"].tolist() == whole["tokens"].tolist()  # the same rows each step
+    assert split["loss"].tolist() == pytest.approx(whole["loss"].tolist(), rel=1e-4)
+    for (name, a), (_, b) in zip(trainable_state(whole_model).items(), trainable_state(split_model).items()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5, msg=name)
+
+
 def test_validation_loss_is_logged_and_early_stopping_restores_the_best(tiny_lm):
     validation = {**TRAIN_PARAMS["validation"], "every_steps": 1, "early_stopping_patience": 2}
     params = {**TRAIN_PARAMS, "max_steps": 30, "learning_rate": 0.5, "warmup_steps": 0, "validation": validation}
@@ -111,7 +123,13 @@ def test_validation_loss_is_logged_and_early_stopping_restores_the_best(tiny_lm)
     assert log["val_loss"].notna().all() and log["val_exact_match"].between(0, 1).all()
     assert len(log) < 30  # a learning rate this high makes validation loss climb: stopped early
     examples = encode_training_rows(HELD_OUT, tiny_lm.tokenizer)
-    final = validation_metrics(model, examples, tiny_lm.tokenizer.pad_token_id, 4, torch.device("cpu"))
+    final = validation_metrics(
+        model,
+        examples,
+        tiny_lm.tokenizer.pad_token_id,
+        {"batch_size": 4, "max_batch_tokens": None},
+        torch.device("cpu"),
+    )
     assert final["val_loss"] == pytest.approx(log["val_loss"].min(), rel=1e-4)
 
 
@@ -217,6 +235,7 @@ def test_fine_tune_rejects_an_empty_table(tiny_lm):
         ({"batch_size": 0}, "training.batch_size"),
         ({"gradient_accumulation_steps": 0}, "training.gradient_accumulation_steps"),
         ({"max_minutes": 0}, "training.max_minutes"),
+        ({"max_batch_tokens": 0}, "training.max_batch_tokens"),
         ({"lora": {**TRAIN_PARAMS["lora"], "target_modules": ["q_proj", "no_such_proj"]}}, "no_such_proj"),
     ],
 )
@@ -229,6 +248,6 @@ def test_a_batch_that_cannot_fit_fails_before_the_first_step(tiny_lm, monkeypatc
     monkeypatch.setattr(loop, "available_memory_bytes", lambda: 1024)
     calls = []
     monkeypatch.setattr(loop, "accumulate_gradients", lambda *a, **k: calls.append(1))
-    with pytest.raises(ValueError, match="training.batch_size.*gradient_accumulation_steps"):
+    with pytest.raises(ValueError, match="training.max_batch_tokens.*training.batch_size"):
         fine_tune(fresh(tiny_lm), ROWS, NO_ROWS, TRAIN_PARAMS)
     assert not calls

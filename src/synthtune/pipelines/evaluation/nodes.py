@@ -82,7 +82,9 @@ def predict_eval_set(
     model.model.to(device=device, dtype=pick_dtype(params["dtype"], device))
     tokenizer = model.tokenizer
     examples = encode_training_rows(rows, tokenizer, params["system_prompt"])
-    _, _, exact = score_answers(model.model, examples, tokenizer.pad_token_id, params["batch_size"], device)
+    _, _, exact = score_answers(
+        model.model, examples, tokenizer.pad_token_id, params["batch_size"], device, params["max_batch_tokens"]
+    )
     completions = rows["answer"].astype(str).to_numpy(dtype=object, copy=True)
     pending = np.flatnonzero(~exact)
     if len(pending):

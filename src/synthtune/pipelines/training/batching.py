@@ -74,9 +74,44 @@ def answer_loss(model, batch: dict[str, Any], reduction: str = "mean", answer_on
     )
 
 
+def split_by_tokens(
+    idx: np.ndarray, lengths: np.ndarray, max_tokens: int | None, max_rows: int | None = None
+) -> list[np.ndarray]:
+    """Split a batch into micro-batches of at most ``max_tokens`` padded tokens each.
+
+    A batch within the budget comes back whole and in its order (no rows: no batches). Otherwise its rows are
+    taken shortest first and a micro-batch closes before the row that would take it over
+    ``max_tokens`` (rows x longest row) or over ``max_rows`` rows; a row longer than the
+    budget gets a micro-batch of its own. Hand-written: samplers in the field (fairseq's,
+    torchtune's packing) batch a whole dataset by tokens, which would change which rows
+    share an optimizer step; here only a step's memory changes, never its gradient.
+    """
+    idx = np.asarray(idx)
+    lengths = np.asarray(lengths)
+    if len(idx) == 0:
+        return []
+    fits_rows = max_rows is None or len(idx) <= max_rows
+    if fits_rows and (max_tokens is None or len(idx) * lengths[idx].max() <= max_tokens):
+        return [idx]
+    parts, current = [], []
+    for i in idx[np.argsort(lengths[idx], kind="stable")]:
+        full = max_rows is not None and len(current) == max_rows
+        if current and (full or (max_tokens is not None and (len(current) + 1) * lengths[i] > max_tokens)):
+            parts.append(np.array(current))
+            current = []
+        current.append(i)
+    parts.append(np.array(current))
+    return parts
+
+
 @torch.no_grad()
-def score_answers(model, examples, pad_id: int, batch_size: int, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def score_answers(
+    model, examples, pad_id: int, batch_size: int, device, max_tokens: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Teacher-forced scoring of each row's answer in one forward pass per batch.
+
+    Batches hold rows of similar length, at most ``batch_size`` rows and ``max_tokens``
+    padded tokens.
 
     Returns:
         Per row: summed answer-token loss, number of answer tokens, and whether greedy
@@ -86,9 +121,8 @@ def score_answers(model, examples, pad_id: int, batch_size: int, device) -> tupl
     was_training = model.training
     model.eval()
     loss, tokens, exact = (np.zeros(len(examples)) for _ in range(3))
-    order = np.argsort([len(e["prompt"]) + len(e["answer"]) for e in examples], kind="stable")
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    lengths = np.array([len(e["prompt"]) + len(e["answer"]) for e in examples])
+    for rows in split_by_tokens(np.arange(len(examples)), lengths, max_tokens, batch_size):
         logits, targets = answer_logits(model, to_device(collate([examples[i] for i in rows], pad_id), device))
         supervised = targets != IGNORE_INDEX
         per_token = F.cross_entropy(

@@ -31,6 +31,7 @@ from .batching import (
     answer_loss,
     answer_tokens,
     batch_order,
+    split_by_tokens,
     collate,
     encode_training_rows,
     score_answers,
@@ -66,6 +67,9 @@ def check_training_params(params: dict[str, Any]) -> None:
     for key in ("batch_size", "gradient_accumulation_steps", "max_steps"):
         if not isinstance(params[key], int) or params[key] < 1:
             raise ValueError(f"training.{key} must be an integer >= 1, got {params[key]!r}")
+    tokens = params["max_batch_tokens"]
+    if tokens is not None and (not isinstance(tokens, int) or tokens < 1):
+        raise ValueError(f"training.max_batch_tokens must be null or an integer >= 1, got {tokens!r}")
     if params["max_minutes"] is not None and params["max_minutes"] <= 0:
         raise ValueError(f"training.max_minutes must be null or > 0, got {params['max_minutes']!r}")
     for key in ("every_steps", "early_stopping_patience"):
@@ -134,8 +138,9 @@ def check_batch_fits(model, batch: dict[str, torch.Tensor], params: dict[str, An
     """
     rows, width = batch["input_ids"].shape
     advice = (
-        f"the largest batch ({rows} rows x {width} tokens) does not fit; lower training.batch_size "
-        f"(now {params['batch_size']}) and raise training.gradient_accumulation_steps to keep the same step"
+        f"the largest micro-batch ({rows} rows x {width} tokens) does not fit; lower training.max_batch_tokens "
+        f"(now {params['max_batch_tokens']}), which splits long batches without changing the step, or "
+        f"training.batch_size (now {params['batch_size']})"
     )
     device = next(model.parameters()).device
     if device.type == "cuda":
@@ -143,7 +148,7 @@ def check_batch_fits(model, batch: dict[str, torch.Tensor], params: dict[str, An
             with torch.random.fork_rng(devices=[device]):
                 answer_loss(model, to_device(batch, device), reduction="sum").backward()
         except torch.cuda.OutOfMemoryError as error:
-            raise ValueError(f"training.batch_size: {advice}") from error
+            raise ValueError(f"training.max_batch_tokens: {advice}") from error
         finally:
             model.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
@@ -156,13 +161,15 @@ def check_batch_fits(model, batch: dict[str, torch.Tensor], params: dict[str, An
     available = available_memory_bytes()
     if available is not None and needed > available:
         raise ValueError(
-            f"training.batch_size: {advice} (needs ~{needed / 2**30:.1f} GiB, {available / 2**30:.1f} free)"
+            f"training.max_batch_tokens: {advice} (needs ~{needed / 2**30:.1f} GiB, {available / 2**30:.1f} free)"
         )
 
 
-def validation_metrics(model, examples, pad_id: int, batch_size: int, device: torch.device) -> dict[str, float]:
+def validation_metrics(model, examples, pad_id: int, params: dict[str, Any], device: torch.device) -> dict[str, float]:
     """Mean answer-token loss and teacher-forced exact match on held-out rows."""
-    loss, tokens, exact = score_answers(model, examples, pad_id, batch_size, device)
+    loss, tokens, exact = score_answers(
+        model, examples, pad_id, params["batch_size"], device, params["max_batch_tokens"]
+    )
     return {"val_loss": float(loss.sum() / tokens.sum()), "val_exact_match": float(exact.mean())}
 
 
@@ -251,10 +258,19 @@ def fine_tune(
     held_out = encode_training_rows(validation_rows, tokenizer, params["system_prompt"])
     lengths = np.array([len(e["prompt"]) + len(e["answer"]) for e in examples])
     accumulation, max_steps = params["gradient_accumulation_steps"], params["max_steps"]
-    micro_batches = batch_order(
+    batches_of_step = batch_order(
         lengths, params["batch_size"], max_steps * accumulation, params["seed"], bucketing=params["length_bucketing"]
     )
-    largest = max(micro_batches, key=lambda idx: len(idx) * lengths[idx].max())
+    # Each step's micro-batches: its accumulated batches, long ones split by token budget.
+    micro_batches = [
+        [
+            part
+            for idx in batches_of_step[s * accumulation : (s + 1) * accumulation]
+            for part in split_by_tokens(idx, lengths, params["max_batch_tokens"])
+        ]
+        for s in range(max_steps)
+    ]
+    largest = max((idx for parts in micro_batches for idx in parts), key=lambda idx: len(idx) * lengths[idx].max())
     check_batch_fits(model, collate([examples[i] for i in largest], tokenizer.pad_token_id), params, dtype)
 
     optimizer = make_optimizer(trainable, params)
@@ -290,10 +306,7 @@ def fine_tune(
     with stop_on_sigint() as interrupted:
         while state["stopped"] is None and step < max_steps:
             step += 1
-            batches = [
-                collate([examples[i] for i in idx], tokenizer.pad_token_id)
-                for idx in micro_batches[(step - 1) * accumulation : step * accumulation]
-            ]
+            batches = [collate([examples[i] for i in idx], tokenizer.pad_token_id) for idx in micro_batches[step - 1]]
             n_answer = sum(answer_tokens(b) for b in batches)
             tick = time.perf_counter()
             loss_value = accumulate_gradients(model, batches, device, params["answer_only_head"])
@@ -322,7 +335,7 @@ def fine_tune(
             if held_out and (
                 step == max_steps or (validation["every_steps"] and step % validation["every_steps"] == 0)
             ):
-                row.update(validation_metrics(model, held_out, tokenizer.pad_token_id, params["batch_size"], device))
+                row.update(validation_metrics(model, held_out, tokenizer.pad_token_id, params, device))
                 _track_best(state, row, model, validation)
             state["log"].append(row)
             if params["max_minutes"] and row["elapsed_s"] >= 60 * params["max_minutes"]:

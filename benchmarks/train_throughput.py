@@ -1,15 +1,16 @@
 """Training throughput: synthtune's trainer against the Hugging Face Trainer, run by hand.
 
     python benchmarks/train_throughput.py [--rows 512] [--batch-size 16] [--steps 8]
-                                          [--max-row-tokens N] [--out FILE]
+                                          [--max-row-tokens N] [--device cpu|cuda] [--out FILE]
 
 Both train the same LoRA (conf/base training.lora) on the same base model
 (data/06_models/base_model, written by the training pipeline) and the same rows
 (the first ``--rows`` of data/05_model_input/train.parquet, optionally only those of at
 most ``--max-row-tokens`` tokens: 16 rows of 100-word tallies do not fit in 24 GiB),
 ``--batch-size`` rows a step,
-answer-only labels, fp32 on the CPU. The Hugging Face ``Trainer`` runs at its defaults
-for this machine (``use_cpu=True``, fp32, random batches padded by
+answer-only labels. On the CPU both run in fp32; on CUDA synthtune picks bf16 as its
+``dtype: auto`` does. The Hugging Face ``Trainer`` runs at its defaults for the device
+(``use_cpu=True`` on the CPU; fp32 either way; random batches padded by
 ``DataCollatorForSeq2Seq``); nothing is tuned. synthtune runs with each speed lever in
 turn switched off, to show what it buys. The first step of every run is a warm-up and is
 not timed.
@@ -45,11 +46,11 @@ LEVERS = {
 }
 
 
-def training_params(batch_size: int, steps: int, **overrides) -> dict:
+def training_params(device: torch.device, batch_size: int, steps: int, **overrides) -> dict:
     params = yaml.safe_load(open("conf/base/parameters_training.yml"))["training"]
     params.update(
-        device="cpu",
-        dtype="float32",
+        device=device.type,
+        dtype="float32" if device.type == "cpu" else "auto",
         batch_size=batch_size,
         gradient_accumulation_steps=1,
         max_steps=steps,
@@ -72,7 +73,7 @@ def run_synthtune(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dict
     }
 
 
-def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dict:
+def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict, device: torch.device) -> dict:
     """The Hugging Face Trainer + peft at its defaults; returns tokens, seconds and FLOPs."""
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
@@ -101,6 +102,8 @@ def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dic
 
     class StepClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             stamps.append(time.perf_counter())
 
     torch.manual_seed(params["seed"])
@@ -112,7 +115,7 @@ def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dic
             per_device_train_batch_size=params["batch_size"],
             max_steps=params["max_steps"],
             learning_rate=params["learning_rate"],
-            use_cpu=True,
+            use_cpu=device.type == "cpu",
             report_to=[],
             save_strategy="no",
             logging_strategy="no",
@@ -137,6 +140,7 @@ def main() -> None:
     parser.add_argument("--base-model", default="data/06_models/base_model")
     parser.add_argument("--train", default="data/05_model_input/train.parquet")
     parser.add_argument("--max-row-tokens", type=int, help="keep only rows of at most this many tokens")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     set_threads()
@@ -146,19 +150,20 @@ def main() -> None:
         examples = encode_training_rows(rows, base.tokenizer)
         rows = rows[[len(e["prompt"]) + len(e["answer"]) <= args.max_row_tokens for e in examples]]
     rows = rows.iloc[: args.rows].reset_index(drop=True)
-    cpu = torch.device("cpu")
-    peak = {"float32": measure_matmul_peak(torch.float32, cpu, 2048, 3.0)}
-    peak["bfloat16"] = measure_matmul_peak(torch.bfloat16, cpu, 1024, 3.0)
+    device = torch.device(args.device)
+    size = 2048 if device.type == "cpu" else 8192
+    peak = {"float32": measure_matmul_peak(torch.float32, device, size, 3.0)}
+    peak["bfloat16"] = measure_matmul_peak(torch.bfloat16, device, size // 2 if device.type == "cpu" else size, 3.0)
     print(f"matmul peak: fp32 {peak['float32'] / 1e12:.3f} TFLOP/s, bf16 {peak['bfloat16'] / 1e12:.4f} TFLOP/s")
     results = {
-        name: run_synthtune(base, rows, training_params(args.batch_size, args.steps, **overrides))
+        name: run_synthtune(base, rows, training_params(device, args.batch_size, args.steps, **overrides))
         for name, overrides in LEVERS.items()
     }
-    params = training_params(args.batch_size, args.steps)
-    results["HF Trainer (defaults)"] = run_hf_trainer(base, rows, params)
+    params = training_params(device, args.batch_size, args.steps)
+    results["HF Trainer (defaults)"] = run_hf_trainer(base, rows, params, device)
 
     print(
-        f"\n{len(rows)} rows, batch {args.batch_size}, {args.steps} steps (first untimed), fp32, LoRA r={params['lora']['r']}"
+        f"\n{len(rows)} rows, batch {args.batch_size}, {args.steps} steps (first untimed), {device.type}, LoRA r={params['lora']['r']}"
     )
     print(f"{'trainer':32s} {'tokens/s':>9s} {'padding':>8s} {'MFU fp32':>9s} {'MFU bf16':>9s}")
     for name, run in results.items():

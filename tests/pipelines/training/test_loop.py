@@ -14,6 +14,7 @@ from synthtune.pipelines.training.checkpoint import trainable_state
 from synthtune.pipelines.training.loop import (
     TrainingInterrupted,
     accumulate_gradients,
+    attention_kernels,
     fine_tune,
     validation_metrics,
 )
@@ -114,6 +115,31 @@ def test_a_token_budget_splits_long_batches_without_changing_the_training(tiny_l
     assert split["loss"].tolist() == pytest.approx(whole["loss"].tolist(), rel=1e-4)
     for (name, a), (_, b) in zip(trainable_state(whole_model).items(), trainable_state(split_model).items()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_a_non_finite_gradient_stops_training_at_its_step(tiny_lm, monkeypatch):
+    real, calls = loop.accumulate_gradients, []
+
+    def poisoned(model, *args, **kwargs):
+        value = real(model, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            next(p for p in model.parameters() if p.requires_grad).grad.fill_(float("nan"))
+        return value
+
+    monkeypatch.setattr(loop, "accumulate_gradients", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite gradient at step 2.*training.dtype"):
+        fine_tune(fresh(tiny_lm), ROWS, NO_ROWS, TRAIN_PARAMS)
+    assert len(calls) == 2
+
+
+def test_cuda_training_uses_the_math_attention_kernel():
+    with attention_kernels(torch.device("cuda")):
+        assert torch.backends.cuda.math_sdp_enabled()
+        assert not torch.backends.cuda.flash_sdp_enabled()
+        assert not torch.backends.cuda.mem_efficient_sdp_enabled()
+    with attention_kernels(torch.device("cpu")):
+        assert torch.backends.cuda.flash_sdp_enabled()  # the CPU run keeps PyTorch's choice
 
 
 def test_validation_loss_is_logged_and_early_stopping_restores_the_best(tiny_lm):

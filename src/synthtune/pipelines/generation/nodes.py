@@ -5,7 +5,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import wordfreq
 
 from synthtune import profiles
 from synthtune.tasks import get_task
@@ -51,6 +50,8 @@ def build_vocabulary(params: dict[str, Any]) -> pd.DataFrame:
     Raises:
         ValueError: if no word survives the filter.
     """
+    import wordfreq  # here, not at the top: its import costs every kedro command ~0.5 s
+
     if not isinstance(params["top_n"], int) or params["top_n"] < 1:
         raise ValueError(f"generation.vocabulary.top_n must be a positive integer, got {params['top_n']!r}")
     languages = sorted(wordfreq.available_languages())

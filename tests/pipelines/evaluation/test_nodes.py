@@ -26,7 +26,7 @@ PARAMS = {
     "extra_new_tokens": 2,
 }
 TRAIN = {**TRAIN_PARAMS, "batch_size": 2, "max_steps": 2, "learning_rate": 1e-2, "warmup_steps": 0}
-ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark"])
+ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark", "sit down now please"])
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,21 @@ def test_teacher_forced_fast_path_agrees_with_greedy_decoding(tiny_lm, memorised
     fast = out["teacher_forced"].to_numpy()
     assert fast[: len(ROWS)].all() and not fast[len(ROWS) :].any()  # learned rows take the fast path
     assert out["correct"][: len(ROWS)].all()
-    greedy = greedy_complete(LanguageModel(memorised, tiny_lm.tokenizer), rows["prompt"].tolist(), PARAMS, [12] * 7)
+    greedy = greedy_complete(
+        LanguageModel(memorised, tiny_lm.tokenizer), rows["prompt"].tolist(), PARAMS, [12] * len(rows)
+    )
     assert out["completion"][fast].tolist() == [g for g, f in zip(greedy, fast, strict=True) if f]
+
+
+def test_decoding_resumes_where_the_expected_answer_strays(tiny_lm, memorised):
+    # "sit down now please" was learned as 16; asked to expect 17, the model agrees on "1"
+    learned = ROWS[ROWS["text"] == "sit down now please"]
+    wrong = learned.assign(answer="17")
+    out = predict_eval_set(base_copy(tiny_lm), memorised, wrong, "letter_count", PARAMS)
+    assert not out["teacher_forced"].any()
+    greedy = greedy_complete(LanguageModel(memorised, tiny_lm.tokenizer), wrong["prompt"].tolist(), PARAMS, [4])
+    assert out["completion"].tolist() == greedy == ["16"]
+    assert out["correct"].all()  # scored against the label the task recomputes, not the answer column
 
 
 def test_summary_reports_test_probes_and_each_category():

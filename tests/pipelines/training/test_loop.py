@@ -113,7 +113,9 @@ def test_a_token_budget_splits_long_batches_without_changing_the_training(tiny_l
     assert split["padding_share"].mean() < whole["padding_share"].mean()  # short rows no longer pad to long ones
     assert split["tokens"].tolist() == whole["tokens"].tolist()  # the same rows each step
     assert split["loss"].tolist() == pytest.approx(whole["loss"].tolist(), rel=1e-4)
-    for (name, a), (_, b) in zip(trainable_state(whole_model).items(), trainable_state(split_model).items()):
+    for (name, a), (_, b) in zip(
+        trainable_state(whole_model).items(), trainable_state(split_model).items(), strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5, msg=name)
 
 

@@ -21,7 +21,13 @@ from synthtune.tasks import get_task
 
 
 @torch.inference_mode()
-def greedy_complete(model: LanguageModel, prompts: list[str], params: dict[str, Any], max_new: list[int]) -> list[str]:
+def greedy_complete(
+    model: LanguageModel,
+    prompts: list[str],
+    params: dict[str, Any],
+    max_new: list[int],
+    prefixes: list[list[int]] | None = None,
+) -> list[str]:
     """Greedy-decode each prompt (chat form) and return the completions' text.
 
     Prompts are decoded in batches of similar expected answer length, each batch for at most
@@ -31,12 +37,17 @@ def greedy_complete(model: LanguageModel, prompts: list[str], params: dict[str, 
         model: The fine-tuned model and tokenizer, already on its device and in its dtype.
         prompts: Questions as rendered by the task.
         params: ``batch_size``, ``system_prompt``.
-        max_new: New-token limit of each prompt.
+        max_new: New-token limit of each prompt, after its prefix.
+        prefixes: Answer tokens each completion starts with, known to be what greedy
+            decoding writes first: decoding resumes after them, and they lead the text.
     """
     net = model.model.eval()
     device = net.device
     tokenizer = model.tokenizer
-    encoded = encode_prompts(tokenizer, prompts, params["system_prompt"])
+    prefixes = prefixes or [[] for _ in prompts]
+    encoded = [
+        p + list(a) for p, a in zip(encode_prompts(tokenizer, prompts, params["system_prompt"]), prefixes, strict=True)
+    ]
     order = np.argsort(np.asarray(max_new) * 4096 + [len(e) for e in encoded], kind="stable")
     completions = [""] * len(prompts)
     size = params["batch_size"]
@@ -51,7 +62,10 @@ def greedy_complete(model: LanguageModel, prompts: list[str], params: dict[str, 
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
-        texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        new = output[:, batch["input_ids"].shape[1] :].tolist()
+        texts = tokenizer.batch_decode(
+            [list(prefixes[i]) + ids for i, ids in zip(rows, new, strict=True)], skip_special_tokens=True
+        )
         for i, text in zip(rows, texts, strict=True):
             completions[i] = text
     return completions
@@ -65,8 +79,11 @@ def predict_eval_set(
     Greedy decoding is exact but slow on a CPU, so each row is first scored with one
     teacher-forced forward pass: where the argmax at every position of the expected answer
     (EOS included) is that answer, greedy decoding would write it, and it is taken as the
-    completion. Only the other rows are decoded, each for the expected answer's length plus
-    ``extra_new_tokens``, at most ``max_new_tokens``: a completion that has already strayed
+    completion. Only the other rows are decoded, and only from where they stray: the same
+    pass shows how many leading answer tokens greedy decoding would write, so decoding
+    resumes after them (a prefill, several times cheaper per token on a CPU than decoding
+    steps). Each completion is at most the expected answer's length plus
+    ``extra_new_tokens``, and at most ``max_new_tokens``: a completion that has strayed
     from the expected text is wrong unless it ends on the right number by chance, and a
     100-word tally would otherwise cost a thousand decoding steps.
 
@@ -82,16 +99,24 @@ def predict_eval_set(
     model.model.to(device=device, dtype=pick_dtype(params["dtype"], device))
     tokenizer = model.tokenizer
     examples = encode_training_rows(rows, tokenizer, params["system_prompt"])
-    _, _, exact = score_answers(
+    _, n_answer, matched = score_answers(
         model.model, examples, tokenizer.pad_token_id, params["batch_size"], device, params["max_batch_tokens"]
     )
+    exact = matched == n_answer
     completions = rows["answer"].astype(str).to_numpy(dtype=object, copy=True)
     pending = np.flatnonzero(~exact)
     if len(pending):
-        max_new = [
+        limits = [
             min(len(examples[i]["answer"]) + params["extra_new_tokens"], params["max_new_tokens"]) for i in pending
         ]
-        completions[pending] = greedy_complete(model, rows["prompt"].iloc[pending].tolist(), params, max_new)
+        prefixes = [examples[i]["answer"][: min(matched[i], limit)] for i, limit in zip(pending, limits, strict=True)]
+        completions[pending] = greedy_complete(
+            model,
+            rows["prompt"].iloc[pending].tolist(),
+            params,
+            [max(limit - len(prefix), 1) for limit, prefix in zip(limits, prefixes, strict=True)],
+            prefixes,
+        )
     predicted = pd.array([task.parse_answer(c) for c in completions], dtype="Int64")
     correct = (predicted == task.label(rows)).fillna(False).astype(bool)
     return rows.assign(completion=list(completions), predicted=predicted, correct=correct, teacher_forced=exact)

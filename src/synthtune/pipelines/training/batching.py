@@ -114,13 +114,14 @@ def score_answers(
     padded tokens.
 
     Returns:
-        Per row: summed answer-token loss, number of answer tokens, and whether greedy
-        decoding would write exactly this answer (the argmax at every answer position, EOS
-        included, is the target). The model's train/eval mode is left as it was.
+        Per row: summed answer-token loss, number of answer tokens (EOS included), and how
+        many leading answer tokens are the argmax of the position before them: greedy
+        decoding would write exactly that prefix, and exactly the whole answer where it
+        equals the number of answer tokens. The model's train/eval mode is left as it was.
     """
     was_training = model.training
     model.eval()
-    loss, tokens, exact = (np.zeros(len(examples)) for _ in range(3))
+    loss, tokens, matched = (np.zeros(len(examples), dtype=np.int64 if i else np.float64) for i in range(3))
     lengths = np.array([len(e["prompt"]) + len(e["answer"]) for e in examples])
     for rows in split_by_tokens(np.arange(len(examples)), lengths, max_tokens, batch_size):
         logits, targets = answer_logits(model, to_device(collate([examples[i] for i in rows], pad_id), device))
@@ -129,10 +130,15 @@ def score_answers(
             logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
         )
         loss[rows] = per_token.sum(dim=1).cpu().numpy()
-        tokens[rows] = supervised.sum(dim=1).cpu().numpy()
-        exact[rows] = ((logits.argmax(-1) == targets) | ~supervised).all(dim=1).cpu().numpy()
+        n_answer = supervised.sum(dim=1)
+        tokens[rows] = n_answer.cpu().numpy()
+        # Left padding puts each answer in the last columns; the columns before it count as
+        # hits, so the run of hits from column 0 is those columns plus the agreeing prefix.
+        hits = (logits.argmax(-1) == targets) | ~supervised
+        leading = hits.long().cumprod(dim=1).sum(dim=1)
+        matched[rows] = (leading - (targets.shape[1] - n_answer)).cpu().numpy()
     model.train(was_training)
-    return loss, tokens, exact.astype(bool)
+    return loss, tokens, matched
 
 
 def answer_tokens(batch: dict[str, torch.Tensor]) -> int:

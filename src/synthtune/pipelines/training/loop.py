@@ -31,10 +31,10 @@ from .batching import (
     answer_loss,
     answer_tokens,
     batch_order,
-    split_by_tokens,
     collate,
     encode_training_rows,
     score_answers,
+    split_by_tokens,
     to_device,
 )
 from .checkpoint import (
@@ -184,10 +184,10 @@ def attention_kernels(device: torch.device):
 
 def validation_metrics(model, examples, pad_id: int, params: dict[str, Any], device: torch.device) -> dict[str, float]:
     """Mean answer-token loss and teacher-forced exact match on held-out rows."""
-    loss, tokens, exact = score_answers(
+    loss, tokens, matched = score_answers(
         model, examples, pad_id, params["batch_size"], device, params["max_batch_tokens"]
     )
-    return {"val_loss": float(loss.sum() / tokens.sum()), "val_exact_match": float(exact.mean())}
+    return {"val_loss": float(loss.sum() / tokens.sum()), "val_exact_match": float((matched == tokens).mean())}
 
 
 @contextmanager

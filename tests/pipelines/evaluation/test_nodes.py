@@ -103,17 +103,6 @@ def test_teacher_forced_fast_path_agrees_with_greedy_decoding(tiny_lm, memorised
     assert out["completion"][fast].tolist() == [g for g, f in zip(greedy, fast, strict=True) if f]
 
 
-def test_decoding_resumes_where_the_expected_answer_strays(tiny_lm, memorised):
-    # "sit down now please" was learned as 16; asked to expect 17, the model agrees on "1"
-    learned = ROWS[ROWS["text"] == "sit down now please"]
-    wrong = learned.assign(answer="17")
-    out = predict_eval_set(base_copy(tiny_lm), memorised, wrong, "letter_count", PARAMS)
-    assert not out["teacher_forced"].any()
-    greedy = greedy_complete(LanguageModel(memorised, tiny_lm.tokenizer), wrong["prompt"].tolist(), PARAMS, [4])
-    assert out["completion"].tolist() == greedy == ["16"]
-    assert out["correct"].all()  # scored against the label the task recomputes, not the answer column
-
-
 def test_summary_reports_test_probes_and_each_category():
     test = pd.DataFrame({"label": [2, 7], "predicted": pd.array([2, 7], dtype="Int64"), "correct": [True, True]})
     probes = pd.DataFrame(

@@ -21,13 +21,7 @@ from synthtune.tasks import get_task
 
 
 @torch.inference_mode()
-def greedy_complete(
-    model: LanguageModel,
-    prompts: list[str],
-    params: dict[str, Any],
-    max_new: list[int],
-    prefixes: list[list[int]] | None = None,
-) -> list[str]:
+def greedy_complete(model: LanguageModel, prompts: list[str], params: dict[str, Any], max_new: list[int]) -> list[str]:
     """Greedy-decode each prompt (chat form) and return the completions' text.
 
     Prompts are decoded in batches of similar expected answer length, each batch for at most
@@ -37,17 +31,12 @@ def greedy_complete(
         model: The fine-tuned model and tokenizer, already on its device and in its dtype.
         prompts: Questions as rendered by the task.
         params: ``batch_size``, ``system_prompt``.
-        max_new: New-token limit of each prompt, after its prefix.
-        prefixes: Answer tokens each completion starts with, known to be what greedy
-            decoding writes first: decoding resumes after them, and they lead the text.
+        max_new: New-token limit of each prompt.
     """
     net = model.model.eval()
     device = net.device
     tokenizer = model.tokenizer
-    prefixes = prefixes or [[] for _ in prompts]
-    encoded = [
-        p + list(a) for p, a in zip(encode_prompts(tokenizer, prompts, params["system_prompt"]), prefixes, strict=True)
-    ]
+    encoded = encode_prompts(tokenizer, prompts, params["system_prompt"])
     order = np.argsort(np.asarray(max_new) * 4096 + [len(e) for e in encoded], kind="stable")
     completions = [""] * len(prompts)
     size = params["batch_size"]
@@ -62,10 +51,7 @@ def greedy_complete(
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
-        new = output[:, batch["input_ids"].shape[1] :].tolist()
-        texts = tokenizer.batch_decode(
-            [list(prefixes[i]) + ids for i, ids in zip(rows, new, strict=True)], skip_special_tokens=True
-        )
+        texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(rows, texts, strict=True):
             completions[i] = text
     return completions
@@ -79,13 +65,12 @@ def predict_eval_set(
     Greedy decoding is exact but slow on a CPU, so each row is first scored with one
     teacher-forced forward pass: where the argmax at every position of the expected answer
     (EOS included) is that answer, greedy decoding would write it, and it is taken as the
-    completion. Only the other rows are decoded, and only from where they stray: the same
-    pass shows how many leading answer tokens greedy decoding would write, so decoding
-    resumes after them (a prefill, several times cheaper per token on a CPU than decoding
-    steps). Each completion is at most the expected answer's length plus
-    ``extra_new_tokens``, and at most ``max_new_tokens``: a completion that has strayed
+    completion. Only the other rows are decoded, each for the expected answer's length plus
+    ``extra_new_tokens``, at most ``max_new_tokens``: a completion that has already strayed
     from the expected text is wrong unless it ends on the right number by chance, and a
-    100-word tally would otherwise cost a thousand decoding steps.
+    100-word tally would otherwise cost a thousand decoding steps. (Resuming decoding after
+    the agreeing prefix was tried and measured slower on a CPU: the batch still decodes as
+    long as its row that strays first, over a longer padded cache.)
 
     Returns:
         The rows with ``completion``, ``predicted`` (the number the completion ends with,
@@ -106,17 +91,10 @@ def predict_eval_set(
     completions = rows["answer"].astype(str).to_numpy(dtype=object, copy=True)
     pending = np.flatnonzero(~exact)
     if len(pending):
-        limits = [
+        max_new = [
             min(len(examples[i]["answer"]) + params["extra_new_tokens"], params["max_new_tokens"]) for i in pending
         ]
-        prefixes = [examples[i]["answer"][: min(matched[i], limit)] for i, limit in zip(pending, limits, strict=True)]
-        completions[pending] = greedy_complete(
-            model,
-            rows["prompt"].iloc[pending].tolist(),
-            params,
-            [max(limit - len(prefix), 1) for limit, prefix in zip(limits, prefixes, strict=True)],
-            prefixes,
-        )
+        completions[pending] = greedy_complete(model, rows["prompt"].iloc[pending].tolist(), params, max_new)
     predicted = pd.array([task.parse_answer(c) for c in completions], dtype="Int64")
     correct = (predicted == task.label(rows)).fillna(False).astype(bool)
     return rows.assign(completion=list(completions), predicted=predicted, correct=correct, teacher_forced=exact)

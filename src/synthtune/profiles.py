@@ -45,7 +45,10 @@ def naive_words(vocabulary: pd.DataFrame, size: int = NAIVE_LIST_SIZE) -> np.nda
     keep = words.str.fullmatch(r"[a-z]+") & ((words.str.len() > 1) | words.isin(["a", "i"]))
     chosen = words[keep].to_numpy(dtype=object)[:size]
     if len(chosen) < size:
-        raise ValueError(f"generation.vocabulary holds only {len(chosen)} plain lowercase words; naive needs {size}")
+        raise ValueError(
+            f"generation.vocabulary holds only {len(chosen)} plain lowercase words; the case study's list needs "
+            f"{size}: raise generation.vocabulary.top_n (20000 is enough)"
+        )
     return chosen
 
 

@@ -20,14 +20,22 @@ from synthtune.tasks import get_task
 from ...conftest import PROJECT_ROOT, make_rows
 
 BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_generation.yml").read_text())["generation"]
-PARAMS = {**BASE, "n_train": 300, "n_test": 50}
+# The case study's profiles need 3,432 words (the default reads 1,000); direct answers keep
+# the assertions on labels readable.
+PARAMS = {
+    **BASE,
+    "n_train": 300,
+    "n_test": 50,
+    "vocabulary": {**BASE["vocabulary"], "top_n": 20000},
+    "answer_format": "direct",
+}
 PROBES = yaml.safe_load((PROJECT_ROOT / "conf/base/probes.yml").read_text())
 CUTE = PROJECT_ROOT.parent / "shared/benchmarks/cute"
 
 
 @pytest.fixture(scope="module")
 def vocabulary():
-    return build_vocabulary(BASE["vocabulary"])
+    return build_vocabulary(PARAMS["vocabulary"])
 
 
 def test_build_vocabulary_keeps_lowercase_words_with_frequencies(vocabulary):
@@ -160,6 +168,12 @@ def test_a_wrong_hand_written_probe_is_named():
     spec = {"letter_count": {"case_study": [{"text": "a a", "expected": 3}]}}
     with pytest.raises(ValueError, match=r"category 'case_study' text 'a a': expected 3, verifier says 2"):
         make_probe_set(spec, PARAMS)
+
+
+def test_the_case_study_profile_names_the_vocabulary_it_needs():
+    small = build_vocabulary(BASE["vocabulary"])  # the default 1,000 words
+    with pytest.raises(ValueError, match="raise generation.vocabulary.top_n"):
+        draw_rows(small, {**PARAMS, "profile": "naive"})
 
 
 def test_char_count_probes():

@@ -13,7 +13,7 @@ answer-only labels. On the CPU both run in fp32; on CUDA synthtune picks bf16 as
 (``use_cpu=True`` on the CPU; fp32 either way; random batches padded by
 ``DataCollatorForSeq2Seq``); nothing is tuned. synthtune runs with each speed lever in
 turn switched off, to show what it buys. The first step of every run is a warm-up and is
-not timed.
+not timed, and a discarded warm-up run goes before all of them.
 
 Tokens are real (non-pad) tokens. MFU counts the FLOPs the loss needs (synthtune.perf:
 padding and unread head columns do not count) against the measured square-matmul peak of
@@ -155,6 +155,9 @@ def main() -> None:
     peak = {"float32": measure_matmul_peak(torch.float32, device, size, 3.0)}
     peak["bfloat16"] = measure_matmul_peak(torch.bfloat16, device, size // 2 if device.type == "cpu" else size, 3.0)
     print(f"matmul peak: fp32 {peak['float32'] / 1e12:.3f} TFLOP/s, bf16 {peak['bfloat16'] / 1e12:.4f} TFLOP/s")
+    # A discarded warm-up run: the first trainer in a process ran ~25% slower than the same
+    # trainer right after it (118 then 150 tokens/s on tally rows), untimed first step or not.
+    run_synthtune(base, rows, training_params(device, args.batch_size, 3))
     results = {
         name: run_synthtune(base, rows, training_params(device, args.batch_size, args.steps, **overrides))
         for name, overrides in LEVERS.items()

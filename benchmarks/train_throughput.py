@@ -33,9 +33,8 @@ import torch
 import yaml
 
 from synthtune.datasets import HFModelDataset
-from synthtune.llm import IGNORE_INDEX, LanguageModel, set_threads
+from synthtune.llm import IGNORE_INDEX, LanguageModel, encode_rows, set_threads
 from synthtune.perf import measure_matmul_peak, model_shape, training_flops
-from synthtune.pipelines.training.batching import encode_training_rows
 from synthtune.pipelines.training.loop import fine_tune
 
 LEVERS = {
@@ -79,7 +78,7 @@ def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict, device
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
     tokenizer = base.tokenizer
-    examples = encode_training_rows(rows, tokenizer, params["system_prompt"])
+    examples = encode_rows(rows, tokenizer, params["system_prompt"])
     dataset = [
         {"input_ids": e["prompt"] + e["answer"], "labels": [IGNORE_INDEX] * len(e["prompt"]) + e["answer"]}
         for e in examples
@@ -147,7 +146,7 @@ def main() -> None:
     base = HFModelDataset(filepath=args.base_model).load()
     rows = pd.read_parquet(args.train)
     if args.max_row_tokens:
-        examples = encode_training_rows(rows, base.tokenizer)
+        examples = encode_rows(rows, base.tokenizer)
         rows = rows[[len(e["prompt"]) + len(e["answer"]) <= args.max_row_tokens for e in examples]]
     rows = rows.iloc[: args.rows].reset_index(drop=True)
     device = torch.device(args.device)

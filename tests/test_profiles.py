@@ -5,7 +5,7 @@ import pytest
 
 from synthtune import profiles
 from synthtune.pipelines.generation.nodes import build_vocabulary
-from synthtune.tasks.base import text_features
+from synthtune.text import text_features
 
 NAIVE = {"p_short": 0.1, "short_max": 9, "long_max": 99}
 BALANCED = {**NAIVE, "boost": {1: 50, 2: 10, 3: 2}, "p_subpool": 0.05, "subpool_max": 5}

@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -22,8 +23,18 @@ def run(project: Path, pipeline: str, **runtime_params) -> None:
 
 
 def persisted_paths(project: Path) -> dict[str, Path]:
+    """Every file the catalog persists under data/, with one prediction table per model and set."""
     catalog = yaml.safe_load((project / "conf/base/catalog.yml").read_text())
-    return {name: project / e["filepath"] for name, e in catalog.items() if e["filepath"].startswith("data/")}
+    paths = {
+        name: project / e["filepath"]
+        for name, e in catalog.items()
+        if "{" not in name and e.get("filepath", "").startswith("data/")
+    }
+    sets = yaml.safe_load((project / "conf/base/parameters_evaluation.yml").read_text())["evaluation"]["sets"]
+    for model in ("tuned", "base"):
+        for name in [*sets, "behaviour"] if model == "tuned" else sets:
+            paths[f"{model}_{name}_predictions"] = project / f"data/07_model_output/{model}/{name}_predictions.parquet"
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +51,7 @@ def smoke_project(tmp_path_factory):
 
 def test_full_run_persists_every_artifact(smoke_project):
     paths = persisted_paths(smoke_project)
-    assert len(paths) == 21
+    assert len(paths) == 32
     missing = [name for name, path in paths.items() if not path.exists()]
     assert missing == ["merged_model"]  # written only by the export pipeline
     assert (smoke_project / "data/06_models/fine_tuned/adapter_model.safetensors").is_file()
@@ -68,16 +79,53 @@ def test_training_log_holds_validation_and_speed(smoke_project):
     assert (log["mfu"] > 0).all() and (log["tokens_per_s"] > 0).all()
 
 
-def test_full_run_writes_metrics(smoke_project):
+def test_full_run_writes_metrics_with_counts_and_intervals(smoke_project):
     metrics = json.loads((smoke_project / "data/08_reporting/metrics.json").read_text())
-    assert set(metrics) == {"test", "probes", "probes_by_category"}
-    keys = {"exact_match", "n_examples", "n_correct", "unparseable_rate", "mean_abs_error", "median_abs_error"}
-    assert set(metrics["test"]) == keys and set(metrics["probes"]) == keys
-    assert metrics["test"]["n_examples"] == 40 and metrics["probes"]["n_examples"] == 120
-    for split in ("test", "probes"):
-        assert 0.0 <= metrics[split]["exact_match"] <= 1.0
-        assert metrics[split]["n_correct"] == round(metrics[split]["exact_match"] * metrics[split]["n_examples"])
-    assert {"case_study", "one_letter_words", "repeats"} <= set(metrics["probes_by_category"])
+    parts = {"test", "probes", "heldout_templates", "external_cute_sentences", "external_cute_words"}
+    assert set(metrics) == {"tuned", "base", "behaviour", "perplexity"}
+    for model, max_rows in (("tuned", 12), ("base", 6)):  # conf/smoke samples each set part
+        assert set(metrics[model]) == parts
+        for part, scores in metrics[model].items():
+            predictions = pd.read_parquet(
+                smoke_project / f"data/07_model_output/{model}/{part.split('_cute')[0]}_predictions.parquet"
+            )
+            predictions = predictions[predictions["part"] == part]
+            assert scores["strict"]["n"] == len(predictions) == max_rows
+            assert scores["strict"]["k"] == predictions["strict_correct"].sum()
+            assert scores["lenient"]["k"] == predictions["lenient_correct"].sum()
+            for reading in ("strict", "lenient"):
+                s = scores[reading]
+                assert 0 <= s["ci_low"] <= s["accuracy"] <= s["ci_high"] <= 1
+    assert set(metrics["behaviour"]["tuned"]) == {"shuffle_words", "change_case", "add_punctuation", "append_word"}
+    assert metrics["perplexity"]["tuned"] > 1 and metrics["perplexity"]["base"] > 1
+
+
+def test_decoding_budgets_come_from_the_question_not_the_answer(smoke_project):
+    from transformers import AutoTokenizer
+
+    from synthtune.tasks import get_task
+
+    predictions = pd.read_parquet(smoke_project / "data/07_model_output/tuned/probes_predictions.parquet")
+    tokenizer = AutoTokenizer.from_pretrained(smoke_project / "data/06_models/base_model")
+    # a row that did not stop ran to exactly its budget (never to 3 tokens); none went beyond it
+    decoded = predictions[~predictions["teacher_forced"]]
+    assert (decoded.loc[~decoded["stopped"], "new_tokens"] == decoded.loc[~decoded["stopped"], "budget"]).all()
+    assert (decoded["new_tokens"] <= decoded["budget"]).all()
+    bound = get_task("letter_count").max_answer_tokens(predictions.assign(label=0, answer=""), "tally", tokenizer)
+    assert (predictions["budget"] == np.clip(bound + 16, 32, 1200)).all()
+    answers = [len(ids) + 1 for ids in tokenizer(predictions["answer"].tolist(), add_special_tokens=False)["input_ids"]]
+    assert (predictions["budget"] >= answers).all()  # a correct answer always fits
+
+
+def test_evaluation_report_figures_and_slices(smoke_project):
+    reporting = smoke_project / "data/08_reporting"
+    html = (reporting / "evaluation_report.html").read_text()
+    assert 'id="headline"' in html and "external_cute_words" in html and "Example failures" in html
+    for figure in ("evaluation_models.png", "evaluation_slices.png"):
+        assert (reporting / figure).read_bytes()[:4] == b"\x89PNG"
+    slices = pd.read_csv(reporting / "evaluation_slices.csv")
+    assert {"n_words", "unseen_words", "longer_than_train", "category", "answer_digits"} <= set(slices["feature"])
+    assert (slices["strict_ci_low"] <= slices["strict_accuracy"]).all()
 
 
 def test_full_run_splits_are_disjoint_and_curated(smoke_project):

@@ -22,6 +22,8 @@ def test_kedro_viz_build_lists_all_pipelines(project):
         "report_distributions",
         "run_expectation_suite",
         "fine_tune",
-        "predict_test_set",
+        "predict_tuned_test",
+        "predict_base_external",
+        "render_evaluation_report",
     } <= node_names
     assert "circular" not in result.stdout + result.stderr

@@ -44,3 +44,20 @@ def test_prompts_name_the_letter_and_the_text():
     rows = pd.DataFrame({"text": ["strawberry"], "letter": ["r"]})
     prompt = TASK.render_prompts(rows, TASK.train_templates[:1], np.random.default_rng(0))["prompt"][0]
     assert prompt == 'how many times does the letter r appear in "strawberry"?'
+
+
+@pytest.mark.parametrize("fmt", ["direct", "spell"])
+def test_answers_read_strictly_and_fit_the_token_bound(tiny_lm, fmt):
+    texts = ["strawberry", "a-a", "", "Straße über", "r " * 40]
+    rows = pd.DataFrame({"text": texts, "letter": ["r", "a", "a", "s", "r"]})
+    labels = TASK.label(rows)
+    answers = TASK.render_answers(rows, labels, fmt)
+    assert [TASK.parse_answer(a, fmt) for a in answers] == labels.tolist()
+    needed = np.array([len(ids) + 1 for ids in tiny_lm.tokenizer(answers, add_special_tokens=False)["input_ids"]])
+    assert (TASK.max_answer_tokens(rows, fmt, tiny_lm.tokenizer) >= needed).all()
+
+
+def test_malformed_spelled_answers_read_as_none():
+    assert TASK.parse_answer("s t r(1) a w b e r(2) r(3) y. Answer: 3", "spell") == 3
+    for bad in ["s t r(1) a w b e r(2) r(3", "3", "s t r(1). Answer: 1 Answer: 1", "st r(1). Answer: 1"]:
+        assert TASK.parse_answer(bad, "spell") is None

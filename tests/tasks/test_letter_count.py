@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from synthtune.tasks import get_task
-from synthtune.tasks.base import count_letters, count_letters_vectorised
+from synthtune.tasks.base import count_letters, count_letters_vectorised, parse_last_integer
 from synthtune.tasks.letter_count import tally
 
 TASK = get_task("letter_count")
@@ -44,10 +44,77 @@ def test_tally_format_runs_a_total_per_word():
 
 @pytest.mark.parametrize("fmt", ["direct", "tally"])
 def test_every_format_parses_back_to_the_label(fmt):
-    rows = pd.DataFrame({"text": ["a a", "be be be be", "The end."]})
+    rows = pd.DataFrame({"text": ["a a", "be be be be", "The end.", "", "x - y", "Hi, 42!"]})
     labels = TASK.label(rows)
     answers = TASK.render_answers(rows, labels, fmt)
-    assert [TASK.parse_answer(a) for a in answers] == labels.tolist()
+    assert [TASK.parse_answer(a, fmt) for a in answers] == labels.tolist()
+    assert [parse_last_integer(a) for a in answers] == labels.tolist()
+
+
+@pytest.mark.parametrize(
+    ("completion", "fmt"),
+    [
+        ("7 7 7 7 7 7", "direct"),  # a repeated answer
+        ("dog 3 (3), dog 3 (6), a 1 (7", "tally"),  # a truncated tally
+        ("12. No wait: 7", "tally"),  # a second guess
+        ("12. No wait: 7", "direct"),
+        ("The answer is 7.", "direct"),  # prose
+        ("07", "direct"),  # not how a count is written
+        ("7", "tally"),  # the right number in the wrong format
+        ("Answer: 7", "direct"),
+        ("dog 3 (3), dog 3 (6), a 1 (7). Answer: 7 Answer: 7", "tally"),
+        ("dog 3 (3), dog 3 (6), a 1 (7). Answer: 7\n", "tally"),  # trailing text after the answer
+        ("dog 3 (3) dog 3 (6). Answer: 6", "tally"),  # steps not separated by ", "
+        ("-7", "direct"),
+        ("٧", "direct"),  # an Arabic-Indic seven is a digit to Python, not to this format
+    ],
+)
+def test_strict_reading_rejects_malformed_answers(completion, fmt):
+    assert TASK.parse_answer(completion, fmt) is None
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("7 7 7 7 7 7", 7),  # the lenient reading is fooled by exactly these
+        ("dog 3 (3), dog 3 (6), a 1 (7", 7),
+        ("12. No wait: 7", 7),
+        ("The string has 12 letters.", 12),
+        ("no idea", None),
+        ("", None),
+    ],
+)
+def test_lenient_reading_takes_the_last_integer(completion, expected):
+    assert parse_last_integer(completion) == expected
+
+
+def test_a_runaway_number_parses_without_overflow():
+    runaway = "Answer: " + "2" * 30
+    assert TASK.parse_answer(runaway, "tally") == int("2" * 30)
+    assert TASK.parse_answer("2" * 30, "direct") == int("2" * 30)
+
+
+def test_well_formed_answers_read_strictly():
+    assert TASK.parse_answer("dog 3 (3), dog 3 (6), a 1 (7). Answer: 7", "tally") == 7
+    assert TASK.parse_answer("dog 3 (3), dog 3 (6), a 1 (7). Answer: 9", "tally") == 9  # well-formed, wrong
+    assert TASK.parse_answer("Answer: 0", "tally") == 0
+    assert TASK.parse_answer("12", "direct") == 12
+    with pytest.raises(ValueError, match="answer format 'spell' is unknown"):
+        TASK.parse_answer("7", "spell")
+
+
+@pytest.mark.parametrize("fmt", ["direct", "tally"])
+def test_answer_token_bound_holds_and_never_reads_the_label(tiny_lm, fmt):
+    texts = ["a a", "entertainment", "Hi, 42!", "", "x - y z", " ".join(["mark"] * 100), "Straße café, über-cool!"]
+    rows = pd.DataFrame({"text": texts})
+    labels = TASK.label(rows)
+    answers = TASK.render_answers(rows, labels, fmt)
+    needed = [len(ids) + 1 for ids in tiny_lm.tokenizer(answers, add_special_tokens=False)["input_ids"]]
+    bound = TASK.max_answer_tokens(rows, fmt, tiny_lm.tokenizer)
+    assert (bound >= np.array(needed)).all()
+    assert (bound <= 1.5 * np.array(needed) + 4).all()  # and tight
+    lying = rows.assign(label=labels + 1000, answer="x")  # what the row says of its answer is not read
+    assert (TASK.max_answer_tokens(lying, fmt, tiny_lm.tokenizer) == bound).all()
 
 
 def test_unknown_format_names_the_allowed_ones():
@@ -55,14 +122,6 @@ def test_unknown_format_names_the_allowed_ones():
         ValueError, match=r"answer format 'spell' is unknown for task 'letter_count'; allowed: \['direct', 'tally'\]"
     ):
         TASK.render_answers(pd.DataFrame({"text": ["a"]}), [1], "spell")
-
-
-@pytest.mark.parametrize(
-    ("completion", "expected"),
-    [("7", 7), (" 12", 12), ("dog 3 (3), dog 3 (6), a 1 (7). Answer: 7", 7), ("no idea", None), ("", None)],
-)
-def test_parse_answer_reads_the_last_integer(completion, expected):
-    assert TASK.parse_answer(completion) == expected
 
 
 def test_templates_hold_the_text_and_heldout_ones_are_new():

@@ -10,7 +10,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from kedro_datasets.json import JSONDataset
+from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
+from kedro_datasets.text import TextDataset
 
 
 class _AtomicSave:
@@ -41,3 +43,11 @@ class AtomicCSVDataset(_AtomicSave, CSVDataset):
 
 class AtomicJSONDataset(_AtomicSave, JSONDataset):
     """``json.JSONDataset`` with an atomic save (local files)."""
+
+
+class AtomicTextDataset(_AtomicSave, TextDataset):
+    """``text.TextDataset`` with an atomic save (local files), e.g. an HTML report."""
+
+
+class AtomicMatplotlibDataset(_AtomicSave, MatplotlibDataset):
+    """``matplotlib.MatplotlibDataset`` with an atomic save of a single figure (local files)."""

@@ -5,18 +5,20 @@ A task is one module under ``synthtune.tasks`` exposing ``TASK``, an instance of
 plus its parameters; no pipeline changes.
 """
 
+import functools
 import re
 import string
 from abc import ABC, abstractmethod
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from synthtune import profiles
+from synthtune.text import text_features
 
 _LAST_INTEGER = re.compile(r"(-?\d+)(?!.*\d)", re.DOTALL)
+#: A count as a well-formed answer writes it: ASCII digits, no sign, no leading zero.
+COUNT = r"(0|[1-9][0-9]*)"
 
 
 def count_letters(text: str) -> int:
@@ -52,7 +54,12 @@ def _count_chunk(texts: list[str]) -> np.ndarray:
 
 
 def parse_last_integer(completion: str) -> int | None:
-    """The final integer of a completion, so one parser reads every answer format."""
+    """The lenient reading of a completion: its last integer, whatever surrounds it.
+
+    It reads any format and any prose (what a zero-shot base model can be judged on), and
+    so it is fooled by ``"7 7 7 7"``, a truncated tally ending ``(7`` or ``"12. No wait:
+    7"``; the strict reading is :meth:`Task.parse_answer`.
+    """
     match = _LAST_INTEGER.search(completion)
     return int(match.group(1)) if match else None
 
@@ -67,6 +74,8 @@ class Task(ABC):
     heldout_templates: tuple[str, ...]
     #: Answer formats this task renders; ``direct`` is always one of them.
     formats: tuple[str, ...]
+    #: Per format, a pattern a well-formed answer matches in full; group 1 is the answer.
+    answer_patterns: dict[str, str]
 
     # --- making rows ----------------------------------------------------------------------
     def generate(self, n, profile, vocabulary, rng, profile_params) -> pd.DataFrame:
@@ -104,9 +113,32 @@ class Task(ABC):
         """Step-by-step answers; tasks with formats beyond ``direct`` override this."""
         raise NotImplementedError(fmt)
 
-    def parse_answer(self, completion: str) -> int | None:
-        """The number a completion answers with (its last integer)."""
-        return parse_last_integer(completion)
+    def parse_answer(self, completion: str, fmt: str) -> int | None:
+        """The strict reading: the answer of a completion that is well-formed in ``fmt``.
+
+        The whole completion must match the format's pattern (``answer_patterns``): for
+        ``direct`` the number alone, for a step format its steps and then ``Answer: N``.
+        Anything else (prose, a repeated or truncated answer, a second guess) is ``None``.
+        """
+        if fmt not in self.answer_patterns:
+            raise ValueError(f"answer format {fmt!r} is unknown for task {self.name!r}; allowed: {list(self.formats)}")
+        match = _compiled(self.answer_patterns[fmt]).fullmatch(completion)
+        return int(match.group(1)) if match else None
+
+    def max_answer_tokens(self, rows: pd.DataFrame, fmt: str, tokenizer) -> np.ndarray:
+        """An upper bound, per row, on the tokens a correct answer in ``fmt`` takes (EOS included).
+
+        It is read from the question alone (the string's characters and tokens), never from
+        the label, so a decoding budget built on it cannot tell a model the answer's length.
+        ``direct``: the digits of the largest count the string allows, plus EOS.
+        """
+        if fmt != "direct":
+            return self.max_step_tokens(rows, fmt, tokenizer)
+        return count_digits(rows["text"].str.len().to_numpy()) + 1
+
+    def max_step_tokens(self, rows: pd.DataFrame, fmt: str, tokenizer) -> np.ndarray:
+        """``max_answer_tokens`` of the step formats; tasks with such formats override this."""
+        raise NotImplementedError(fmt)
 
     # --- describing -----------------------------------------------------------------------
     def features(self, rows: pd.DataFrame, labels) -> pd.DataFrame:
@@ -128,39 +160,18 @@ def fill_template(template: str, rows: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def text_features(texts) -> pd.DataFrame:
-    """Word-level features of many strings, vectorised with pyarrow and numpy.
+def count_digits(values) -> np.ndarray:
+    """Decimal digits of each non-negative integer (``0`` has one)."""
+    return np.char.str_len(np.asarray(values, dtype=np.int64).astype(str)).astype(np.int64)
 
-    Columns: ``n_words``, ``mean_word_length`` (letters per word), ``one_letter_share``
-    (share of words with exactly one letter), ``repeated_word_share`` (share of words that
-    repeat an earlier word of the string, case-insensitive), ``max_repeat`` (most
-    occurrences of one word), ``has_capital``, ``has_punctuation``.
-    """
-    arr = pa.array(list(texts), type=pa.string())
-    n = len(arr)
-    tokens = pc.utf8_split_whitespace(arr)
-    flat = pc.list_flatten(tokens)
-    # splitting "" or surrounding spaces yields empty tokens: they are not words
-    nonempty = pc.greater(pc.utf8_length(flat), 0)
-    flat = pc.filter(flat, nonempty)
-    parent = pc.filter(pc.list_parent_indices(tokens), nonempty).to_numpy(zero_copy_only=False)
-    n_words = np.bincount(parent, minlength=n).astype(np.int64)
-    letters = pc.utf8_length(pc.replace_substring_regex(flat, r"\P{L}", "")).to_numpy(zero_copy_only=False)
-    keys = pd.factorize(pc.utf8_lower(pc.replace_substring_regex(flat, r"\P{L}", "")).to_numpy(zero_copy_only=False))[0]
-    pair, counts = np.unique(parent.astype(np.int64) * (keys.max(initial=0) + 1) + keys, return_counts=True)
-    pair_row = pair // (keys.max(initial=0) + 1)
-    distinct = np.bincount(pair_row, minlength=n)
-    max_repeat = np.zeros(n, dtype=np.int64)
-    np.maximum.at(max_repeat, pair_row, counts)
-    safe = np.maximum(n_words, 1)
-    return pd.DataFrame(
-        {
-            "n_words": n_words,
-            "mean_word_length": np.bincount(parent, weights=letters, minlength=n) / safe,
-            "one_letter_share": np.bincount(parent, weights=letters == 1, minlength=n) / safe,
-            "repeated_word_share": (n_words - distinct) / safe,
-            "max_repeat": max_repeat,
-            "has_capital": pc.match_substring_regex(arr, r"\p{Lu}").to_numpy(zero_copy_only=False),
-            "has_punctuation": pc.match_substring_regex(arr, r"\p{P}").to_numpy(zero_copy_only=False),
-        }
-    )
+
+def token_counts(tokenizer, texts: list[str]) -> np.ndarray:
+    """How many tokens each text takes (no special tokens)."""
+    if not texts:  # the fast tokenizer fails on an empty list
+        return np.zeros(0, dtype=np.int64)
+    return np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]], dtype=np.int64)
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern, re.DOTALL)

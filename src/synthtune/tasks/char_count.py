@@ -8,7 +8,7 @@ import string
 import numpy as np
 import pandas as pd
 
-from .base import Task
+from .base import COUNT, Task, count_digits
 
 # Share of rows asking about a letter the text contains (the rest ask about any letter,
 # so 0 is a frequent, honest answer).
@@ -28,6 +28,11 @@ class CharCount(Task):
         'Letter {letter}: how many in "{text}"?',
     )
     formats = ("direct", "spell")
+    answer_patterns = {
+        "direct": COUNT,
+        # letters, each hit numbered, separated by spaces and closed by ". "; none for ""
+        "spell": r"(?:(?:[^\W\d_](?:\([0-9]+\))? )*[^\W\d_](?:\([0-9]+\))?\. )?Answer: " + COUNT,
+    }
 
     def add_fields(self, rows: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         """Pick the letter each row asks about: mostly one of its own letters."""
@@ -50,6 +55,13 @@ class CharCount(Task):
         ``r`` in ``"strawberry"`` -> ``"s t r(1) a w b e r(2) r(3) y. Answer: 3"``.
         """
         return [spell(t, c) for t, c in zip(rows["text"], rows["letter"], strict=True)]
+
+    def max_step_tokens(self, rows: pd.DataFrame, fmt: str, tokenizer) -> np.ndarray:
+        """At most one step per character of the string, each at most ``" x(N)"``: 4 tokens
+        plus N's digits; then ``. Answer: `` (at most 10 tokens), the answer's digits and EOS."""
+        length = rows["text"].str.len().to_numpy()
+        digits = count_digits(length)
+        return length * (4 + digits) + 10 + digits + 1
 
 
 def spell(text: str, letter: str) -> str:

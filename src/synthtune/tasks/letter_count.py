@@ -4,10 +4,12 @@
 punctuation are not letters.
 """
 
+import functools
+
 import numpy as np
 import pandas as pd
 
-from .base import Task, count_letters, count_letters_vectorised
+from .base import COUNT, Task, count_digits, count_letters, count_letters_vectorised, token_counts
 
 
 class LetterCount(Task):
@@ -26,6 +28,11 @@ class LetterCount(Task):
         'Ignoring spaces and punctuation, how many letters make up "{text}"?',
     )
     formats = ("direct", "tally")
+    answer_patterns = {
+        "direct": COUNT,
+        # steps "word N (T)" joined by ", " and closed by ". ", then the answer; none for ""
+        "tally": r"(?:(?:\S+ [0-9]+ \([0-9]+\), )*\S+ [0-9]+ \([0-9]+\)\. )?Answer: " + COUNT,
+    }
 
     def label(self, rows: pd.DataFrame) -> np.ndarray:
         return count_letters_vectorised(rows["text"])
@@ -37,6 +44,29 @@ class LetterCount(Task):
         cannot add many numbers in one step; one small addition per word it can learn.
         """
         return [tally(text) for text in rows["text"]]
+
+    def max_step_tokens(self, rows: pd.DataFrame, fmt: str, tokenizer) -> np.ndarray:
+        """Per whitespace token ``w`` the tally writes ``w N (T), ``: the tokens of ``w`` (or of
+        ``" " + w``, whichever is more), then those of `` N (T),`` with N as many digits as
+        ``len(w)`` has and T as many as the string's length has; then ``). Answer: T`` and
+        EOS. Digits and punctuation are counted with the tokenizer itself, so the bound is
+        tight for it (measured 1.08x the answers' median length on the default sets)."""
+        texts = rows["text"].tolist()
+        words = [w for t in texts for w in t.split()]
+        row = np.repeat(np.arange(len(texts)), [len(t.split()) for t in texts]).astype(np.int64)
+        total_digits = count_digits([len(t) for t in texts])
+        word_digits = count_digits([len(w) for w in words])
+
+        @functools.cache
+        def length(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        # a word is written as " w", except the first, written as "w" (which may split differently)
+        word_tokens = np.maximum(*(token_counts(tokenizer, [p + w for w in words]) for p in ("", " ")))
+        step = [length(f" {'9' * n} ({'9' * t}),") for n, t in zip(word_digits, total_digits[row], strict=True)]
+        end = np.array([length(f"). Answer: {'9' * t}") for t in total_digits], dtype=np.int64)
+        per_word = word_tokens + np.array(step, dtype=np.int64)
+        return np.bincount(row, weights=per_word, minlength=len(texts)).astype(np.int64) + end + 1
 
 
 def tally(text: str) -> str:

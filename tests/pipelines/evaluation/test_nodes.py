@@ -1,119 +1,209 @@
 import copy
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
-from synthtune.llm import LanguageModel, LoraAdapter, apply_fine_tuning, left_pad
+from synthtune.llm import LanguageModel, LoraAdapter, apply_fine_tuning, encode_rows, left_pad
 from synthtune.pipelines.evaluation.nodes import (
-    compute_metrics,
-    greedy_complete,
+    check_evaluation_inputs,
+    decoding_budgets,
+    evaluation_params,
+    measure_perplexity,
     predict_eval_set,
-    summarise_evaluation,
+    sample_rows,
+    score_completions,
 )
 from synthtune.pipelines.training.loop import fine_tune
+from synthtune.tasks import get_task
 
-from ...conftest import TRAIN_PARAMS, make_rows
+from ...conftest import PROJECT_ROOT, TRAIN_PARAMS, make_rows
 
+TASK = get_task("letter_count")
+BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_evaluation.yml").read_text())["evaluation"]
 PARAMS = {
+    **BASE,
     "device": "cpu",
     "dtype": "float32",
-    "system_prompt": "",
-    "batch_size": 2,
+    "batch_size": 3,
     "max_batch_tokens": None,
-    "max_new_tokens": 12,
-    "extra_new_tokens": 2,
+    "models": {
+        "tuned": {"max_rows": None, "fast_path": True, "max_new_tokens": None},
+        "base": {"max_rows": 3, "fast_path": False, "max_new_tokens": None},
+    },
+    "decoding": {**BASE["decoding"], "batch_size": 4, "max_batch_tokens": 400},
 }
-TRAIN = {**TRAIN_PARAMS, "batch_size": 2, "max_steps": 2, "learning_rate": 1e-2, "warmup_steps": 0}
-ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark", "sit down now please"])
+TEXTS = ["a a", "be be be be", "dog dog a", "i am fine", "mark", "sit down now please"]
+ROWS = make_rows(TEXTS, fmt="tally")
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_lm):
-    peft_model, _ = fine_tune(
-        SimpleNamespace(model=copy.deepcopy(tiny_lm.model), tokenizer=tiny_lm.tokenizer), ROWS, ROWS.iloc[:0], TRAIN
-    )
-    from peft import get_peft_model_state_dict
-
-    return LoraAdapter(
-        config=peft_model.peft_config["default"], weights=get_peft_model_state_dict(peft_model)
-    ), peft_model
-
-
-def base_copy(lm):
-    return LanguageModel(copy.deepcopy(lm.model), lm.tokenizer)
-
-
-def test_compute_metrics_on_literal_predictions():
-    predictions = pd.DataFrame(
+def literal(completions, labels, stopped=None, fmt="direct"):
+    return pd.DataFrame(
         {
-            "label": [2, 8, 7, 7],
-            "predicted": pd.array([2, 0, 8, None], dtype="Int64"),
-            "correct": [True, False, False, False],
+            "completion": completions,
+            "label": labels,
+            "answer_format": fmt,
+            "stopped": [True] * len(completions) if stopped is None else stopped,
         }
     )
-    metrics = compute_metrics(predictions)
-    assert metrics == {
-        "exact_match": 0.25,
-        "n_examples": 4,
-        "n_correct": 1,
-        "unparseable_rate": 0.25,
-        "mean_abs_error": 3.0,
-        "median_abs_error": 1.0,
-    }
 
 
-def test_attached_adapter_reproduces_the_trained_model(tiny_lm, trained):
-    adapter, peft_model = trained
-    merged = apply_fine_tuning(base_copy(tiny_lm), adapter).model
-    batch = left_pad([[1, 2, 3, 4], [5, 6]], tiny_lm.tokenizer.pad_token_id)
-    with torch.no_grad():
-        expected = peft_model(**batch).logits
-        actual = merged(**batch).logits
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+def test_strict_and_lenient_readings_of_literal_completions():
+    scored = score_completions(
+        literal(
+            ["7", "7 7 7 7 7 7", "12. No wait: 7", "The answer is 7", "7", "8", "2" * 30],
+            [7, 7, 7, 7, 7, 7, 7],
+            stopped=[True, True, True, True, False, True, True],
+        ),
+        TASK,
+    )
+    assert scored["strict_correct"].tolist() == [True, False, False, False, False, False, False]
+    assert scored["lenient_correct"].tolist() == [True, True, True, True, True, False, False]
+    assert scored["strict_answer"].tolist()[:2] == [7, pd.NA]
+    assert scored["lenient_answer"].isna().tolist() == [False] * 6 + [True]  # 30 digits: beyond int64, no crash
 
 
-def test_predict_eval_set_scores_every_row(tiny_lm, trained):
-    adapter, _ = trained
-    out = predict_eval_set(base_copy(tiny_lm), adapter, ROWS, "letter_count", PARAMS)
-    assert len(out) == len(ROWS)
-    assert {"completion", "predicted", "correct"} <= set(out.columns)
-    expected = out["predicted"].notna() & (out["predicted"] == out["label"])
-    assert out["correct"].tolist() == expected.fillna(False).tolist()
+def test_a_truncated_tally_is_wrong_however_it_ends():
+    scored = score_completions(
+        literal(["dog 3 (3), dog 3 (6), a 1 (7", "dog 3 (3), dog 3 (6), a 1 (7). Answer: 7"], [7, 7], fmt="tally"),
+        TASK,
+    )
+    assert scored["strict_correct"].tolist() == [False, True]
+    assert scored["lenient_correct"].tolist() == [True, True]
+
+
+def test_a_runaway_completion_counts_as_wrong():
+    scored = score_completions(literal(["Answer: " + "2" * 26], [22], fmt="tally"), TASK)
+    assert not scored["strict_correct"].any() and not scored["lenient_correct"].any()
+    assert scored["strict_answer"].isna().all()
+
+
+def test_an_eval_set_that_disagrees_with_the_verifier_is_rejected_before_scoring():
+    bad = ROWS.copy()
+    bad.loc[2, "label"] = 8
+    sets = {"test": ROWS, "probes": bad, "heldout_templates": ROWS, "external": ROWS}
+    with pytest.raises(
+        ValueError,
+        match=r"evaluation set 'probes' \(probe_set\): 1 label\(s\) disagree.*row 2 .*'dog dog a'.*label 8, the verifier says 7",
+    ):
+        check_evaluation_inputs("letter_count", PARAMS, **sets)
+
+
+def test_a_set_missing_a_column_is_named():
+    sets = {"test": ROWS.drop(columns="answer_format"), "probes": ROWS, "heldout_templates": ROWS, "external": ROWS}
+    with pytest.raises(
+        ValueError, match=r"evaluation set 'test' \(test_set\): missing column\(s\) \['answer_format'\]"
+    ):
+        check_evaluation_inputs("letter_count", PARAMS, **sets)
+
+
+def test_bad_evaluation_parameters_fail_before_any_work():
+    with pytest.raises(ValueError, match=r"evaluation\.decoding\.max_new_tokens=0"):
+        check_evaluation_inputs("letter_count", {**PARAMS, "decoding": {**PARAMS["decoding"], "max_new_tokens": 0}})
+
+
+def test_sample_rows_is_seeded_per_part_and_keeps_order():
+    rows = pd.DataFrame({"x": range(20), "source": ["a"] * 12 + ["b"] * 8})
+    picked = sample_rows(rows, 5, seed=1, by="source")
+    assert picked["source"].value_counts().to_dict() == {"a": 5, "b": 5}
+    assert picked["x"].is_monotonic_increasing
+    assert picked.equals(sample_rows(rows, 5, seed=1, by="source"))
+    assert sample_rows(rows, None, seed=1, by="source").equals(rows)
+
+
+def test_budgets_come_from_the_question_and_stay_in_range(tiny_lm):
+    config = evaluation_params(PARAMS).decoding
+    budgets = decoding_budgets(TASK, ROWS, tiny_lm.tokenizer, config)
+    needed = np.array([len(e["answer"]) for e in encode_rows(ROWS, tiny_lm.tokenizer)])
+    assert (budgets >= needed).all() and (budgets >= config.min_new_tokens).all()
+    relabelled = ROWS.assign(label=ROWS["label"] * 10, answer="7")
+    assert (decoding_budgets(TASK, relabelled, tiny_lm.tokenizer, config) == budgets).all()
 
 
 @pytest.fixture(scope="module")
 def memorised(tiny_lm):
-    """A fully fine-tuned model that has learned ROWS by heart (and nothing else)."""
-    params = {**TRAIN, "method": "full", "max_steps": 40, "batch_size": 5, "learning_rate": 1e-2}
-    model, _ = fine_tune(base_copy(tiny_lm), ROWS, ROWS.iloc[:0], params)
+    """A fully fine-tuned model that has learned ROWS' tallies by heart (and nothing else)."""
+    params = {**TRAIN_PARAMS, "method": "full", "max_steps": 60, "batch_size": 6, "learning_rate": 1e-2}
+    model, _ = fine_tune(LanguageModel(copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer), ROWS, ROWS.iloc[:0], params)
     return model
 
 
-def test_teacher_forced_fast_path_agrees_with_greedy_decoding(tiny_lm, memorised):
-    rows = pd.concat([ROWS, make_rows(["zebra crossing", "qq q"])], ignore_index=True)
-    out = predict_eval_set(base_copy(tiny_lm), memorised, rows, "letter_count", PARAMS)
-    fast = out["teacher_forced"].to_numpy()
-    assert fast[: len(ROWS)].all() and not fast[len(ROWS) :].any()  # learned rows take the fast path
-    assert out["correct"][: len(ROWS)].all()
-    greedy = greedy_complete(
-        LanguageModel(memorised, tiny_lm.tokenizer), rows["prompt"].tolist(), PARAMS, [12] * len(rows)
-    )
-    assert out["completion"][fast].tolist() == [g for g, f in zip(greedy, fast, strict=True) if f]
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fast_path_writes_what_generate_writes(tiny_lm, memorised, dtype):
+    rows = pd.concat([ROWS, make_rows(["zebra crossing", "qq q"], fmt="tally")], ignore_index=True)
+    params = {**PARAMS, "dtype": dtype}
+    model = LanguageModel(copy.deepcopy(memorised), tiny_lm.tokenizer)
+    fast = predict_eval_set(model, rows, "letter_count", params, "tuned", "test")
+    slow = predict_eval_set(model, rows, "letter_count", params, "base", "test", sample=False)  # no fast path
+    assert fast["teacher_forced"][: len(ROWS)].all()  # learned rows take the fast path
+    assert not fast["teacher_forced"][len(ROWS) :].any() and not slow["teacher_forced"].any()
+    assert fast["strict_correct"][: len(ROWS)].all()
+    for column in ("completion", "stopped", "new_tokens"):
+        assert fast[column].tolist() == slow[column].tolist(), column
+    # and what Hugging Face generate writes, one unpadded prompt at a time, within the same budget
+    tok = tiny_lm.tokenizer
+    net = model.model.eval()
+    for prompt, row in zip(encode_rows(rows, tok), fast.itertuples(), strict=True):
+        ids = torch.tensor([prompt["prompt"]])
+        with torch.no_grad():
+            out = net.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=int(row.budget),
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )[0, ids.shape[1] :].tolist()
+        stopped = tok.eos_token_id in out
+        written = out[: out.index(tok.eos_token_id)] if stopped else out
+        assert tok.decode(written, skip_special_tokens=False) == row.completion and stopped == row.stopped
 
 
-def test_summary_reports_test_probes_and_each_category():
-    test = pd.DataFrame({"label": [2, 7], "predicted": pd.array([2, 7], dtype="Int64"), "correct": [True, True]})
-    probes = pd.DataFrame(
-        {
-            "label": [2, 8, 7],
-            "predicted": pd.array([4, 0, 7], dtype="Int64"),
-            "correct": [False, False, True],
-            "category": ["case_study", "case_study", "sentences"],
-        }
+def test_predictions_name_model_set_and_part(tiny_lm):
+    rows = pd.concat(
+        [
+            make_rows(["a b", "c"], fmt="tally").assign(source="words"),
+            make_rows(["d e f"], fmt="tally").assign(source="x"),
+        ],
+        ignore_index=True,
     )
-    summary = summarise_evaluation(test, probes)
-    assert summary["test"]["exact_match"] == 1.0
-    assert summary["probes"]["exact_match"] == pytest.approx(1 / 3)
-    assert summary["probes_by_category"] == {"case_study": 0.0, "sentences": 1.0}
+    model = LanguageModel(copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer)
+    out = predict_eval_set(model, rows, "letter_count", PARAMS, "base", "external")
+    assert out["part"].tolist() == ["external_words", "external_words", "external_x"]
+    assert (out["model"] == "base").all() and (out["set"] == "external").all()
+    assert (out["new_tokens"] <= out["budget"]).all()
+    assert not out["strict_correct"].any()  # a random model answers nothing well-formed
+
+
+def test_attached_adapter_reproduces_the_trained_model(tiny_lm):
+    peft_model, _ = fine_tune(
+        SimpleNamespace(model=copy.deepcopy(tiny_lm.model), tokenizer=tiny_lm.tokenizer),
+        ROWS,
+        ROWS.iloc[:0],
+        {**TRAIN_PARAMS, "max_steps": 2, "learning_rate": 1e-2, "warmup_steps": 0},
+    )
+    from peft import get_peft_model_state_dict
+
+    adapter = LoraAdapter(config=peft_model.peft_config["default"], weights=get_peft_model_state_dict(peft_model))
+    merged = apply_fine_tuning(LanguageModel(copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer), adapter).model
+    batch = left_pad([[1, 2, 3, 4], [5, 6]], tiny_lm.tokenizer.pad_token_id)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, peft_model(**batch).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_perplexity_is_the_exponent_of_the_mean_token_loss(tiny_lm):
+    texts = pd.DataFrame({"text": ["The octopus smiled.", "When she finished, she hung the collage on the wall.", "x"]})
+    model = LanguageModel(copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer)
+    measured = measure_perplexity(model, texts, PARAMS)
+    assert measured["texts"] == 2  # a one-token text has nothing to predict
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for text in texts["text"][:2]:  # Hugging Face's own loss: mean NLL of tokens 2..n
+            ids = torch.tensor([tiny_lm.tokenizer(text, add_special_tokens=False)["input_ids"]])
+            total += model.model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1)
+            count += ids.shape[1] - 1
+    assert measured["tokens"] == count
+    assert measured["perplexity"] == pytest.approx(np.exp(total / count), rel=1e-4)

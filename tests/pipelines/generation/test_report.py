@@ -30,7 +30,7 @@ def test_total_variation_on_literal_distributions():
 def test_binned_shares_sum_to_one_in_fixed_order():
     shares = binned_shares(pd.Series([1, 1, 2, 7, 200]), BINS["n_words"])
     assert shares.sum() == pytest.approx(1.0)
-    assert shares["1"] == 0.4 and shares["2"] == 0.2 and shares["[6,11)"] == 0.2 and shares[">=101"] == 0.2
+    assert shares["1"] == 0.4 and shares["2"] == 0.2 and shares["6-10"] == 0.2 and shares[">=101"] == 0.2
     assert list(shares.index) == list(binned_shares(pd.Series([3]), BINS["n_words"]).index)
 
 

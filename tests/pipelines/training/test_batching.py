@@ -3,39 +3,16 @@ import copy
 import numpy as np
 import torch
 
-from synthtune.llm import IGNORE_INDEX
-from synthtune.pipelines.training.batching import (
-    answer_loss,
-    batch_order,
-    collate,
-    encode_training_rows,
-    split_by_tokens,
-)
+from synthtune.llm import IGNORE_INDEX, collate, encode_rows
+from synthtune.pipelines.training.batching import answer_loss, batch_order
 
 from ...conftest import make_rows
 
 ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark", "the cat sat"])
 
 
-def test_only_answer_tokens_carry_loss_and_eos_is_learned(tiny_lm):
-    tok = tiny_lm.tokenizer
-    assert tok.pad_token_id == tok.eos_token_id  # the pitfall this collator must survive
-    examples = encode_training_rows(ROWS.iloc[:3], tok)
-    batch = collate(examples, tok.pad_token_id)
-    for i, example in enumerate(examples):
-        labels = batch["labels"][i]
-        supervised = labels[labels != IGNORE_INDEX].tolist()
-        assert supervised == example["answer"]
-        assert supervised[-1] == tok.eos_token_id
-        assert tok.decode(supervised[:-1]) == ROWS["answer"][i]
-    # padding sits on the left, is masked out of attention and never supervised
-    row = batch["attention_mask"][0]
-    assert row.tolist() == sorted(row.tolist())
-    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
-
-
 def test_answer_loss_matches_the_full_head_loss(tiny_lm):
-    batch = collate(encode_training_rows(ROWS, tiny_lm.tokenizer), tiny_lm.tokenizer.pad_token_id)
+    batch = collate(encode_rows(ROWS, tiny_lm.tokenizer), tiny_lm.tokenizer.pad_token_id)
     model = tiny_lm.model.eval()
     with torch.no_grad():
         ours = answer_loss(model, batch)
@@ -55,7 +32,7 @@ def test_loss_decreases_on_a_fixed_batch(tiny_lm):
     model = get_peft_model(
         copy.deepcopy(tiny_lm.model), LoraConfig(task_type="CAUSAL_LM", r=8, target_modules="all-linear")
     )
-    batch = collate(encode_training_rows(ROWS, tiny_lm.tokenizer), tiny_lm.tokenizer.pad_token_id)
+    batch = collate(encode_rows(ROWS, tiny_lm.tokenizer), tiny_lm.tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     losses = []
     for _ in range(30):
@@ -84,7 +61,7 @@ def test_batch_order_groups_rows_of_similar_length():
 
 
 def test_answer_loss_sum_and_full_head_agree_with_the_mean(tiny_lm):
-    batch = collate(encode_training_rows(ROWS, tiny_lm.tokenizer), tiny_lm.tokenizer.pad_token_id)
+    batch = collate(encode_rows(ROWS, tiny_lm.tokenizer), tiny_lm.tokenizer.pad_token_id)
     n_answer = int((batch["labels"] != IGNORE_INDEX).sum())
     model = tiny_lm.model.eval()
     with torch.no_grad():
@@ -93,20 +70,6 @@ def test_answer_loss_sum_and_full_head_agree_with_the_mean(tiny_lm):
         full_head = answer_loss(model, batch, answer_only_head=False)
     torch.testing.assert_close(total / n_answer, mean)
     torch.testing.assert_close(full_head, mean, rtol=1e-4, atol=1e-4)
-
-
-def test_split_by_tokens_keeps_each_micro_batch_within_the_budget():
-    lengths = np.array([30, 5, 100, 6, 40, 7, 8, 300])
-    batch = np.arange(8)
-    assert [b.tolist() for b in split_by_tokens(batch, lengths, None)] == [batch.tolist()]
-    assert [b.tolist() for b in split_by_tokens(batch, lengths, 8 * 300)] == [batch.tolist()]  # fits: untouched
-    parts = split_by_tokens(batch, lengths, 120)
-    assert sorted(i for p in parts for i in p) == batch.tolist()  # every row once
-    for part in parts:
-        assert len(part) * lengths[part].max() <= 120 or len(part) == 1  # a 300-token row goes alone
-    assert [lengths[p].tolist() for p in parts] == [[5, 6, 7, 8], [30, 40], [100], [300]]
-    assert [len(p) for p in split_by_tokens(batch, lengths, None, max_rows=3)] == [3, 3, 2]
-    assert split_by_tokens(batch[:0], lengths, 10) == []
 
 
 def test_batch_order_without_bucketing_mixes_lengths():

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from synthtune.datasets import FineTunedDataset
-from synthtune.llm import LanguageModel, LoraAdapter
+from synthtune.llm import LanguageModel, LoraAdapter, collate, encode_rows
 from synthtune.pipelines.training import loop
-from synthtune.pipelines.training.batching import collate, encode_training_rows
 from synthtune.pipelines.training.checkpoint import trainable_state
 from synthtune.pipelines.training.loop import (
     TrainingInterrupted,
@@ -82,7 +81,7 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_batch(tiny_lm):
     model = get_peft_model(
         copy.deepcopy(tiny_lm.model), LoraConfig(task_type="CAUSAL_LM", r=4, init_lora_weights=False)
     )
-    examples = encode_training_rows(ROWS, tiny_lm.tokenizer)
+    examples = encode_rows(ROWS, tiny_lm.tokenizer)
     pad = tiny_lm.tokenizer.pad_token_id
     whole = accumulate_gradients(model, [collate(examples, pad)], torch.device("cpu"), True)
     expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -150,7 +149,7 @@ def test_validation_loss_is_logged_and_early_stopping_restores_the_best(tiny_lm)
     model, log = fine_tune(fresh(tiny_lm), ROWS, HELD_OUT, params)
     assert log["val_loss"].notna().all() and log["val_exact_match"].between(0, 1).all()
     assert len(log) < 30  # a learning rate this high makes validation loss climb: stopped early
-    examples = encode_training_rows(HELD_OUT, tiny_lm.tokenizer)
+    examples = encode_rows(HELD_OUT, tiny_lm.tokenizer)
     final = validation_metrics(
         model,
         examples,

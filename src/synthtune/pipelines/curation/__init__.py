@@ -1,4 +1,6 @@
-"""Curation: normalise rows and remove exact duplicates, keeping every dropped row with its reason."""
+"""Curation: normalise rows, then filter them step by step (quality, labels, PII, exact and near
+duplicates, decontamination against every evaluation set, per-stratum caps), keeping every
+dropped row with the step and reason that dropped it."""
 
 from .pipeline import create_pipeline
 

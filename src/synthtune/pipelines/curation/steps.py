@@ -12,15 +12,13 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from synthtune.tasks import get_task
 from synthtune.tasks.base import fill_template
-from synthtune.text import normalise_column, normalise_text, word_keys
+from synthtune.text import normalise_column, normalise_text, text_features, word_keys
 
 Result = tuple[pd.DataFrame, pd.DataFrame]
-REQUIRED_COLUMNS = ("row_id", "text", "prompt", "template_id", "answer", "label")
+REQUIRED_COLUMNS = ("row_id", "text", "prompt", "template_id", "answer", "answer_format", "label")
 
 # Well-tested shapes of common PII (no NER model: those download weights at run time).
 PII_PATTERNS = {
@@ -66,11 +64,14 @@ def normalise(rows: pd.DataFrame, task_name: str) -> pd.DataFrame:
 # --- quality ---------------------------------------------------------------------------------
 def quality_filter(rows: pd.DataFrame, task_name: str, min_chars: int, max_chars: int, allowed: str) -> Result:
     """Drop rows that are too short or long, hold characters outside ``allowed`` (a regex
-    character class), or whose answer has no parseable final number."""
+    character class), or whose answer is not well-formed in its answer format."""
     task = get_task(task_name)
     length = rows["text"].str.len()
     reasons = np.full(len(rows), None, dtype=object)
-    unparseable = np.array([task.parse_answer(a) is None for a in rows["answer"]], dtype=bool)
+    unparseable = np.array(
+        [task.parse_answer(a, f) is None for a, f in zip(rows["answer"], rows["answer_format"], strict=True)],
+        dtype=bool,
+    )
     disallowed = ~rows["text"].str.fullmatch(f"{allowed}*").fillna(False).to_numpy(dtype=bool)
     for mask, reason in (
         (unparseable, "answer_unparseable"),
@@ -244,7 +245,7 @@ def decontaminate(rows: pd.DataFrame, eval_texts: Iterable[str], ngram: int) -> 
 
 # --- balance ---------------------------------------------------------------------------------
 STRATUM_EDGES = {
-    "n_words": [1, 2, 3, 4, 5, 6, 11, 21, 51, math.inf],
+    "n_words": [0, 1, 2, 3, 4, 5, 6, 11, 21, 51, math.inf],
     "label": [0, 1, 5, 10, 20, 50, 100, 200, math.inf],
 }
 
@@ -253,16 +254,8 @@ def stratum_of(rows: pd.DataFrame, by: str) -> pd.Series:
     """The bucket number of each row on ``by`` (``n_words`` or ``label``)."""
     if by not in STRATUM_EDGES:
         raise ValueError(f"curation.balance.by={by!r} is unknown; allowed: {sorted(STRATUM_EDGES)}")
-    values = word_counts(rows["text"]) if by == "n_words" else rows["label"]
+    values = text_features(rows["text"])["n_words"] if by == "n_words" else rows["label"]
     return pd.Series(pd.cut(values.astype(float), STRATUM_EDGES[by], right=False, labels=False), index=rows.index)
-
-
-def word_counts(texts: pd.Series) -> pd.Series:
-    """Whitespace-separated words per text (vectorised)."""
-    lists = pc.utf8_split_whitespace(pa.array(texts.tolist(), type=pa.string()))
-    flat = pc.list_flatten(lists)
-    nonempty = pc.filter(pc.list_parent_indices(lists), pc.greater(pc.utf8_length(flat), 0))
-    return pd.Series(np.bincount(nonempty.to_numpy(zero_copy_only=False), minlength=len(texts)), index=texts.index)
 
 
 def balance(rows: pd.DataFrame, by: str, max_share: float) -> Result:

@@ -1,129 +1,245 @@
-"""Nodes of the evaluation pipeline."""
+"""Nodes of the evaluation pipeline that make predictions: check the inputs, answer every
+evaluation set with the fine-tuned and with the base model, and score each completion.
 
+A completion is read twice. The *strict* reading (the headline metric) counts it correct
+only if it is a well-formed answer in the format the model was trained on and the model
+stopped there (EOS within the budget). The *lenient* reading takes its last integer, the
+only fair reading of a zero-shot base model's prose. The decoding budget of a question is
+read from the question alone: the task's bound on a correct answer's tokens plus a margin.
+"""
+
+import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from synthtune.llm import (
-    LanguageModel,
-    apply_fine_tuning,
-    encode_prompts,
-    left_pad,
-    pick_device,
-    pick_dtype,
-    set_threads,
-)
-from synthtune.pipelines.training.batching import encode_training_rows, score_answers
+from synthtune.config import EvaluationParams, parse
+from synthtune.inference import greedy_decode, score_answers
+from synthtune.llm import LanguageModel, apply_fine_tuning, encode_rows, pick_device, pick_dtype, set_threads
 from synthtune.tasks import get_task
+from synthtune.tasks.base import Task, parse_last_integer
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("tuned", "base")
+REQUIRED_COLUMNS = ("row_id", "text", "prompt", "answer", "answer_format", "label")
+INT64_MAX = np.iinfo(np.int64).max
 
 
-@torch.inference_mode()
-def greedy_complete(model: LanguageModel, prompts: list[str], params: dict[str, Any], max_new: list[int]) -> list[str]:
-    """Greedy-decode each prompt (chat form) and return the completions' text.
+def evaluation_params(params: dict[str, Any]) -> EvaluationParams:
+    """The ``evaluation`` block, checked (see :class:`synthtune.config.EvaluationParams`)."""
+    return parse(EvaluationParams, params, "evaluation")
 
-    Prompts are decoded in batches of similar expected answer length, each batch for at most
-    the largest of its ``max_new`` values.
 
-    Args:
-        model: The fine-tuned model and tokenizer, already on its device and in its dtype.
-        prompts: Questions as rendered by the task.
-        params: ``batch_size``, ``system_prompt``.
-        max_new: New-token limit of each prompt.
+def check_evaluation_inputs(task_name: str, params: dict[str, Any], **sets: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Check the parameters and every evaluation set before any model runs.
+
+    Each set must have the columns scoring needs, and its labels must be those the task's
+    verifier computes: a set that disagrees is rejected, naming the set and its first bad row.
+
+    Returns:
+        The sets, unchanged, keyed by name.
     """
-    net = model.model.eval()
-    device = net.device
-    tokenizer = model.tokenizer
-    encoded = encode_prompts(tokenizer, prompts, params["system_prompt"])
-    order = np.argsort(np.asarray(max_new) * 4096 + [len(e) for e in encoded], kind="stable")
-    completions = [""] * len(prompts)
-    size = params["batch_size"]
-    for start in tqdm(range(0, len(order), size), desc="generate", unit="batch"):
-        rows = order[start : start + size]
-        batch = left_pad([encoded[i] for i in rows], tokenizer.pad_token_id)
-        output = net.generate(
-            input_ids=batch["input_ids"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-            max_new_tokens=int(max(max_new[i] for i in rows)),
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+    config = evaluation_params(params)
+    if set(sets) != set(config.sets):
+        raise ValueError(
+            f"evaluation.sets names {sorted(config.sets)}, but the pipeline was built for {sorted(sets)}: the list "
+            "shapes the pipeline and is read from conf/base/parameters_evaluation.yml; change it there"
         )
-        texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        for i, text in zip(rows, texts, strict=True):
-            completions[i] = text
-    return completions
+    task = get_task(task_name)
+    for name, rows in sets.items():
+        check_eval_set(rows, task, name, config.sets[name])
+    return sets
+
+
+def check_eval_set(rows: pd.DataFrame, task: Task, name: str, dataset: str) -> None:
+    """Fail unless ``rows`` has the scoring columns and labels equal to the verifier's."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(
+            f"evaluation set {name!r} ({dataset}): missing column(s) {missing}; it has {list(rows.columns)}"
+        )
+    if rows.empty:
+        raise ValueError(f"evaluation set {name!r} ({dataset}) has no rows")
+    unknown = sorted(set(rows["answer_format"]) - set(task.formats))
+    if unknown:
+        raise ValueError(
+            f"evaluation set {name!r} ({dataset}): answer format(s) {unknown} unknown to task {task.name!r}; "
+            f"allowed: {list(task.formats)}"
+        )
+    recomputed = task.label(rows)
+    wrong = np.flatnonzero(rows["label"].to_numpy() != recomputed)
+    if len(wrong):
+        first = rows.iloc[wrong[0]]
+        raise ValueError(
+            f"evaluation set {name!r} ({dataset}): {len(wrong)} label(s) disagree with the {task.name} verifier; "
+            f"first: row {wrong[0]} (row_id {first['row_id']!r}, text {first['text'][:60]!r}) has label "
+            f"{first['label']}, the verifier says {recomputed[wrong[0]]}"
+        )
+
+
+def load_tuned_model(base_model: LanguageModel, fine_tuned: Any) -> LanguageModel:
+    """The base model with the fine-tuning merged in (LoRA) or the fully fine-tuned model."""
+    return apply_fine_tuning(base_model, fine_tuned)
+
+
+def sample_rows(rows: pd.DataFrame, max_rows: int | None, seed: int, by: str | None) -> pd.DataFrame:
+    """A seeded sample of at most ``max_rows`` rows of each part of a set (the values of
+    column ``by``, where the set has it), in their original order."""
+    if max_rows is None:
+        return rows
+    parts = rows.groupby(by, sort=True).indices.values() if by in rows.columns else [np.arange(len(rows))]
+    rng = np.random.default_rng(seed)
+    keep = [idx if len(idx) <= max_rows else rng.choice(idx, max_rows, replace=False) for idx in parts]
+    return rows.iloc[np.sort(np.concatenate(keep))]
+
+
+def decoding_budgets(task: Task, rows: pd.DataFrame, tokenizer, decoding) -> np.ndarray:
+    """Each question's new-token budget: the task's bound on a correct answer (from the
+    string alone, never the label) plus ``margin_tokens``, within [``min``, ``max_new_tokens``]."""
+    bound = np.zeros(len(rows), dtype=np.int64)
+    for fmt, idx in rows.groupby("answer_format", sort=True).indices.items():
+        bound[idx] = task.max_answer_tokens(rows.iloc[idx], fmt, tokenizer)
+    capped = int((bound > decoding.max_new_tokens).sum())
+    if capped:
+        logger.warning(
+            "%d question(s) may need more than evaluation.decoding.max_new_tokens=%d tokens to answer; "
+            "their budget is capped there",
+            capped,
+            decoding.max_new_tokens,
+        )
+    return np.clip(bound + decoding.margin_tokens, decoding.min_new_tokens, decoding.max_new_tokens)
 
 
 def predict_eval_set(
-    base_model: LanguageModel, fine_tuned: Any, rows: pd.DataFrame, task_name: str, params: dict[str, Any]
+    model: LanguageModel,
+    rows: pd.DataFrame,
+    task_name: str,
+    params: dict[str, Any],
+    model_name: str,
+    set_name: str,
+    sample: bool = True,
 ) -> pd.DataFrame:
-    """Answer every row of an evaluation set and score it.
+    """Answer every row of an evaluation set (or, with ``sample``, the model's sample of it,
+    ``evaluation.models.<model>.max_rows``) and score it.
 
-    Greedy decoding is exact but slow on a CPU, so each row is first scored with one
-    teacher-forced forward pass: where the argmax at every position of the expected answer
-    (EOS included) is that answer, greedy decoding would write it, and it is taken as the
-    completion. Only the other rows are decoded, each for the expected answer's length plus
-    ``extra_new_tokens``, at most ``max_new_tokens``: a completion that has already strayed
-    from the expected text is wrong unless it ends on the right number by chance, and a
-    100-word tally would otherwise cost a thousand decoding steps. (Resuming decoding after
-    the agreeing prefix was tried and measured slower on a CPU: the batch still decodes as
-    long as its row that strays first, over a longer padded cache.)
+    With the model's ``fast_path``, each row is first scored with one teacher-forced forward pass:
+    where the argmax at every position of the expected answer (EOS included) is that
+    answer, and the answer fits the row's budget, greedy decoding would write exactly it,
+    so it is taken as the completion (``teacher_forced``). Every other row is greedy-decoded
+    within its budget. The fast path changes how long scoring takes, never its result.
 
     Returns:
-        The rows with ``completion``, ``predicted`` (the number the completion ends with,
-        or missing), ``correct`` (predicted equals the label the task recomputes) and
-        ``teacher_forced`` (the completion came from the fast path).
+        The rows with ``model``, ``set``, ``part`` (the set, or ``set_value`` of its
+        ``report_by`` column), ``budget``, ``teacher_forced``, ``completion`` (decoded
+        without skipping special tokens), ``new_tokens``, ``stopped`` and the scores of
+        :func:`score_completions`.
     """
+    config = evaluation_params(params)
+    settings = getattr(config.models, model_name)
     task = get_task(task_name)
+    if sample:
+        rows = sample_rows(rows, settings.max_rows, config.seed, config.report_by)
+    rows = rows.reset_index(drop=True)
     set_threads()
-    device = pick_device(params["device"])
-    model = apply_fine_tuning(base_model, fine_tuned)
-    model.model.to(device=device, dtype=pick_dtype(params["dtype"], device))
+    device = pick_device(config.device)
+    net = model.model.to(device=device, dtype=pick_dtype(config.dtype, device)).eval()
     tokenizer = model.tokenizer
-    examples = encode_training_rows(rows, tokenizer, params["system_prompt"])
-    _, n_answer, matched = score_answers(
-        model.model, examples, tokenizer.pad_token_id, params["batch_size"], device, params["max_batch_tokens"]
-    )
-    exact = matched == n_answer
-    completions = rows["answer"].astype(str).to_numpy(dtype=object, copy=True)
-    pending = np.flatnonzero(~exact)
+    budgets = decoding_budgets(task, rows, tokenizer, config.decoding)
+    if settings.max_new_tokens is not None:
+        budgets = np.minimum(budgets, settings.max_new_tokens)
+    examples = encode_rows(rows, tokenizer, config.system_prompt)
+    n_answer = np.array([len(e["answer"]) for e in examples], dtype=np.int64)
+    fast = np.zeros(len(rows), dtype=bool)
+    if settings.fast_path and len(rows):
+        _, _, exact = score_answers(
+            net, examples, tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens
+        )
+        fast = exact & (n_answer <= budgets)
+    completions = rows["answer"].to_numpy(dtype=object, copy=True)
+    new_tokens = np.where(fast, n_answer, 0)
+    stopped = fast.copy()
+    pending = np.flatnonzero(~fast)
+    with tqdm(total=len(pending), desc=f"decode {model_name}/{set_name}", unit="row") as bar:
+        outputs, ended = greedy_decode(
+            net,
+            [examples[i]["prompt"] for i in pending],
+            budgets[pending],
+            tokenizer.eos_token_id,
+            tokenizer.pad_token_id,
+            config.decoding.batch_size,
+            device,
+            config.decoding.max_batch_tokens,
+            progress=bar.update,
+        )
     if len(pending):
-        max_new = [
-            min(len(examples[i]["answer"]) + params["extra_new_tokens"], params["max_new_tokens"]) for i in pending
-        ]
-        completions[pending] = greedy_complete(model, rows["prompt"].iloc[pending].tolist(), params, max_new)
-    predicted = pd.array([task.parse_answer(c) for c in completions], dtype="Int64")
-    correct = (predicted == task.label(rows)).fillna(False).astype(bool)
-    return rows.assign(completion=list(completions), predicted=predicted, correct=correct, teacher_forced=exact)
+        # special tokens are kept: a stray <|im_start|> is part of what the model wrote
+        completions[pending] = tokenizer.batch_decode(
+            outputs, skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+        new_tokens[pending] = [len(o) + int(e) for o, e in zip(outputs, ended, strict=True)]
+        stopped[pending] = ended
+    part = rows[config.report_by].map(lambda v: f"{set_name}_{v}") if config.report_by in rows else set_name
+    predictions = rows.assign(
+        model=model_name,
+        set=set_name,
+        part=part,
+        budget=budgets,
+        teacher_forced=fast,
+        completion=completions,
+        new_tokens=new_tokens,
+        stopped=stopped,
+    )
+    return score_completions(predictions, task)
 
 
-def compute_metrics(predictions: pd.DataFrame) -> dict[str, Any]:
-    """Exact-match accuracy and how far off the wrong answers are."""
-    answered = predictions["predicted"].notna()
-    error = (predictions["predicted"] - predictions["label"]).abs()
-    return {
-        "exact_match": float(predictions["correct"].mean()),
-        "n_examples": len(predictions),
-        "n_correct": int(predictions["correct"].sum()),
-        "unparseable_rate": float((~answered).mean()),
-        "mean_abs_error": float(error[answered].mean()) if answered.any() else None,
-        # robust to the odd runaway completion ("1111111111") that dominates the mean
-        "median_abs_error": float(error[answered].median()) if answered.any() else None,
-    }
+def score_completions(predictions: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """Read each completion strictly and leniently and compare with the label.
 
-
-def summarise_evaluation(test: pd.DataFrame, probes: pd.DataFrame) -> dict[str, Any]:
-    """Metrics of the test split and the probes, with probe accuracy per category.
-
-    The gap between the two is the case study's lesson in one number: a test split drawn
-    like the training data can look fine while hand-written probes fail.
+    Adds ``strict_answer`` (the answer of a completion well-formed in the row's answer
+    format, else missing), ``lenient_answer`` (its last integer), ``strict_correct``
+    (well-formed, stopped with EOS, and equal to the label) and ``lenient_correct``.
+    Numbers beyond int64 (a runaway ``2222...``) are compared exactly, then stored as
+    missing: such an answer is wrong, never a crash.
     """
-    by_category = probes.groupby("category", sort=True)["correct"].mean()
+    strict = [
+        task.parse_answer(c, f) for c, f in zip(predictions["completion"], predictions["answer_format"], strict=True)
+    ]
+    lenient = [parse_last_integer(c) for c in predictions["completion"]]
+    labels = predictions["label"].tolist()
+    stopped = predictions["stopped"].to_numpy(dtype=bool)
+    return predictions.assign(
+        strict_answer=as_int64(strict),
+        lenient_answer=as_int64(lenient),
+        strict_correct=stopped & np.array([s == y for s, y in zip(strict, labels, strict=True)], dtype=bool),
+        lenient_correct=np.array([v == y for v, y in zip(lenient, labels, strict=True)], dtype=bool),
+    )
+
+
+def as_int64(values: list[int | None]) -> pd.arrays.IntegerArray:
+    """Python ints as a nullable Int64 array; missing and out-of-range values become NA."""
+    return pd.array([v if v is not None and abs(v) <= INT64_MAX else None for v in values], dtype="Int64")
+
+
+def measure_perplexity(model: LanguageModel, texts: pd.DataFrame, params: dict[str, Any]) -> dict[str, float]:
+    """Perplexity of plain text (no chat template) under the model: what fine-tuning cost.
+
+    Each text's tokens after its first are scored given the ones before, in one
+    teacher-forced pass per batch; the perplexity is ``exp`` of the mean token loss.
+    """
+    config = evaluation_params(params)
+    set_threads()
+    device = pick_device(config.device)
+    net = model.model.to(device=device, dtype=pick_dtype(config.dtype, device)).eval()
+    ids = model.tokenizer(texts["text"].tolist(), add_special_tokens=False)["input_ids"]
+    examples = [{"prompt": t[:1], "answer": t[1:]} for t in ids if len(t) > 1]
+    loss, tokens, _ = score_answers(
+        net, examples, model.tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens
+    )
     return {
-        "test": compute_metrics(test),
-        "probes": compute_metrics(probes),
-        "probes_by_category": {str(k): round(float(v), 4) for k, v in by_category.items()},
+        "perplexity": float(np.exp(loss.sum() / tokens.sum())),
+        "tokens": int(tokens.sum()),
+        "texts": len(examples),
     }

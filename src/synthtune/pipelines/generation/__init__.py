@@ -1,4 +1,6 @@
-"""Generation: synthetic letter-counting rows, a train split and a disjoint test split."""
+"""Generation: a vocabulary, task rows drawn from a profile, the train split and the evaluation
+sets (test, probes, held-out templates, the external CUTE benchmark), and a distribution report
+comparing each evaluation set with train."""
 
 from .pipeline import create_pipeline
 

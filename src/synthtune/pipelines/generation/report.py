@@ -15,21 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from synthtune.features import BINS, bin_labels, bin_values
 from synthtune.tasks import get_task
-
-INF = np.inf
-# Bins per feature: edges for numbers (right-open), None for booleans.
-BINS: dict[str, list[float] | None] = {
-    "n_words": [0, 1, 2, 3, 4, 5, 6, 11, 21, 51, 101, INF],
-    "mean_word_length": [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, INF],
-    "one_letter_share": [0, 1e-9, 0.1, 0.25, 0.5, 1.0 + 1e-9],
-    "repeated_word_share": [0, 1e-9, 0.1, 0.25, 0.5, 1.0 + 1e-9],
-    "max_repeat": [0, 1, 2, 3, 5, 10, 20, 50, 101, INF],
-    "has_capital": None,
-    "has_punctuation": None,
-    "answer": [0, 1, 5, 10, 20, 50, 100, 200, 500, INF],
-    "answer_digits": [1, 2, 3, 4, INF],
-}
 
 
 def describe_set(rows: pd.DataFrame, task_name: str) -> pd.DataFrame:
@@ -40,12 +27,8 @@ def describe_set(rows: pd.DataFrame, task_name: str) -> pd.DataFrame:
 
 def binned_shares(values: pd.Series, edges: list[float] | None) -> pd.Series:
     """Share of rows per bin (booleans: per value), in a fixed bin order."""
-    if edges is None:
-        counts = values.astype(bool).value_counts().reindex([False, True], fill_value=0)
-        return counts / max(len(values), 1)
-    labels = [_bin_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-    binned = pd.cut(values.astype(float), bins=edges, right=False, labels=labels)
-    return binned.value_counts(sort=False).reindex(labels, fill_value=0) / max(len(values), 1)
+    binned = pd.Series(bin_values(values, edges))
+    return binned.value_counts(sort=False).reindex(bin_labels(edges), fill_value=0) / max(len(values), 1)
 
 
 def total_variation(p: pd.Series, q: pd.Series) -> float:
@@ -110,7 +93,7 @@ def plot_distributions(shares: pd.DataFrame, report: dict[str, Any]) -> plt.Figu
     """One panel per feature: grouped bars of each set's share per bin, TVD in the legend."""
     features = list(BINS)
     sets = list(dict.fromkeys(shares["set"]))
-    fig, axes = plt.subplots(3, 3, figsize=(18, 13))
+    fig, axes = plt.subplots(2, 5, figsize=(28, 10))
     width = 0.8 / len(sets)
     for ax, feature in zip(axes.flat, features, strict=True):
         bins = list(dict.fromkeys(shares.loc[shares["feature"] == feature, "bin"]))
@@ -131,15 +114,3 @@ def plot_distributions(shares: pd.DataFrame, report: dict[str, Any]) -> plt.Figu
 def _shares(shares: pd.DataFrame, name: str, feature: str) -> pd.Series:
     rows = shares[(shares["set"] == name) & (shares["feature"] == feature)]
     return rows.set_index("bin")["share"]
-
-
-def _bin_label(lo: float, hi: float) -> str:
-    if hi == INF:
-        return f">={lo:g}"
-    if lo == 0 and hi <= 1e-8:
-        return "0"
-    if 0 < lo <= 1e-8:  # the bin just above zero
-        return f"(0,{hi:g})"
-    if hi - lo == 1 and float(lo).is_integer():
-        return f"{lo:g}"
-    return f"[{lo:g},{hi:g})"

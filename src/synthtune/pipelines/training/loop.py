@@ -24,19 +24,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from synthtune.llm import pick_device, pick_dtype, set_threads
+from synthtune.inference import score_answers
+from synthtune.llm import collate, encode_rows, pick_device, pick_dtype, set_threads, split_by_tokens, to_device
 from synthtune.perf import measure_matmul_peak, model_shape, training_flops
 
-from .batching import (
-    answer_loss,
-    answer_tokens,
-    batch_order,
-    collate,
-    encode_training_rows,
-    score_answers,
-    split_by_tokens,
-    to_device,
-)
+from .batching import answer_loss, answer_tokens, batch_order
 from .checkpoint import (
     load_latest,
     load_weights,
@@ -184,10 +176,10 @@ def attention_kernels(device: torch.device):
 
 def validation_metrics(model, examples, pad_id: int, params: dict[str, Any], device: torch.device) -> dict[str, float]:
     """Mean answer-token loss and teacher-forced exact match on held-out rows."""
-    loss, tokens, matched = score_answers(
+    loss, tokens, exact = score_answers(
         model, examples, pad_id, params["batch_size"], device, params["max_batch_tokens"]
     )
-    return {"val_loss": float(loss.sum() / tokens.sum()), "val_exact_match": float((matched == tokens).mean())}
+    return {"val_loss": float(loss.sum() / tokens.sum()), "val_exact_match": float(exact.mean())}
 
 
 @contextmanager
@@ -271,8 +263,8 @@ def fine_tune(
     full = params["method"] == "full"
     shape = model_shape(model.config, adapter_params=0 if full else sum(p.numel() for p in trainable))
 
-    examples = encode_training_rows(train_rows, tokenizer, params["system_prompt"])
-    held_out = encode_training_rows(validation_rows, tokenizer, params["system_prompt"])
+    examples = encode_rows(train_rows, tokenizer, params["system_prompt"])
+    held_out = encode_rows(validation_rows, tokenizer, params["system_prompt"])
     lengths = np.array([len(e["prompt"]) + len(e["answer"]) for e in examples])
     accumulation, max_steps = params["gradient_accumulation_steps"], params["max_steps"]
     batches_of_step = batch_order(

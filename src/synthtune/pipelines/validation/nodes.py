@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthtune.features import BINS, bin_values
 from synthtune.tasks import get_task
-from synthtune.text import has_one_letter_word, normalise_text, word_keys
+from synthtune.text import normalise_text, text_features
 
 SEVERITIES = ("critical", "warning")
-WORD_BUCKETS = [1, 2, 3, 4, 5, 6, 11, 21, 51, 101, np.inf]
 
 
 class DataValidationError(RuntimeError):
@@ -36,28 +36,26 @@ def add_check_columns(
     """Add the columns the suite checks, each computed once for the whole table.
 
     Labels are computed, never trusted: ``label_recomputed`` comes from the task's
-    verifier and ``answer_label`` is the number the answer ends with. ``in_eval_set``
-    marks (normalised, curated) texts found in any evaluation set. ``n_words_bucket``,
-    ``has_one_letter_word`` (a word with exactly one letter, punctuation aside),
-    ``repeat_heavy`` (half the words repeat an earlier one) and ``single_word`` describe
-    the distribution, as ``synthtune.tasks.base.text_features`` does.
+    verifier and ``answer_label`` is what the answer says, read strictly in the row's
+    answer format (a malformed answer has none). ``in_eval_set`` marks (normalised,
+    curated) texts found in any evaluation set. ``n_words_bucket``, ``has_one_letter_word``,
+    ``repeat_heavy`` (half the words repeat an earlier one) and ``single_word`` describe the
+    distribution, with the word features every pipeline shares (``synthtune.text``).
     """
     task = get_task(task_name)
     eval_texts = pd.concat([s["text"] for s in (test, probes, heldout, external)]).map(
         lambda t: normalise_text(t).lower()
     )
-    words = [w.split() for w in word_keys(rows["text"])]
-    n_words = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    distinct = np.fromiter((len(set(w)) for w in words), dtype=np.int64, count=len(words))
-    buckets = pd.cut(n_words.astype(float), WORD_BUCKETS, right=False)
+    features = text_features(rows["text"])
+    answers = [task.parse_answer(a, f) for a, f in zip(rows["answer"], rows["answer_format"], strict=True)]
     return rows.assign(
         label_recomputed=task.label(rows),
-        answer_label=pd.array([task.parse_answer(a) for a in rows["answer"]], dtype="Int64"),
+        answer_label=pd.array(answers, dtype="Int64"),
         in_eval_set=rows["text"].str.lower().isin(set(eval_texts)).to_numpy(dtype=bool),
-        n_words_bucket=[_bucket_name(b) for b in buckets],
-        has_one_letter_word=has_one_letter_word(rows["text"]),
-        repeat_heavy=(n_words - distinct) >= 0.5 * np.maximum(n_words, 1),
-        single_word=n_words == 1,
+        n_words_bucket=np.asarray(bin_values(features["n_words"], BINS["n_words"]), dtype=object),
+        has_one_letter_word=(features["n_one_letter_words"] > 0).to_numpy(),
+        repeat_heavy=(features["repeated_word_share"] >= 0.5).to_numpy(),
+        single_word=(features["n_words"] == 1).to_numpy(),
     )
 
 
@@ -232,11 +230,6 @@ def _first_error(info: Any) -> str | None:
     if info.get("raised_exception"):
         return info.get("exception_message")
     return next((e for e in map(_first_error, info.values()) if e), None)
-
-
-def _bucket_name(interval) -> str:
-    lo, hi = int(interval.left), interval.right
-    return f">={lo}" if hi == np.inf else (str(lo) if hi - lo == 1 else f"{lo}-{int(hi) - 1}")
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,86 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from synthtune.inference import greedy_decode, score_answers
+from synthtune.llm import encode_rows
+
+from .conftest import make_rows
+
+ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark", "sit down now please"], fmt="tally")
+
+
+@pytest.fixture(scope="module")
+def model(tiny_lm):
+    return copy.deepcopy(tiny_lm.model).eval()
+
+
+def reference_generate(model, tokenizer, prompts, max_new):
+    """Hugging Face ``generate``, one prompt at a time (no padding at all)."""
+    out = []
+    for prompt in prompts:
+        ids = torch.tensor([prompt])
+        generated = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )[0, len(prompt) :].tolist()
+        out.append(generated)
+    return out
+
+
+def test_greedy_decode_writes_what_generate_writes(tiny_lm, model):
+    tok = tiny_lm.tokenizer
+    prompts = [e["prompt"] for e in encode_rows(ROWS, tok)]
+    budgets = np.array([5, 90, 3, 12, 150, 1])  # 150 new tokens: the KV cache grows twice
+    outputs, stopped = greedy_decode(model, prompts, budgets, tok.eos_token_id, tok.pad_token_id, 4, "cpu")
+    expected = reference_generate(model, tok, prompts, int(budgets.max()))
+    for got, want, budget, stop in zip(outputs, expected, budgets, stopped, strict=True):
+        want = want[:budget]
+        if tok.eos_token_id in want:  # generate went on padding after EOS
+            assert stop and got == want[: want.index(tok.eos_token_id)]
+        else:
+            assert not stop and got == want  # the budget ran out: exactly `budget` tokens, no EOS
+            assert len(got) == budget
+
+
+def test_greedy_decode_stops_a_row_at_eos_and_reports_it(tiny_lm):
+    tok = tiny_lm.tokenizer
+
+    eos, other = tok.eos_token_id, 7 if tok.eos_token_id != 7 else 8
+
+    class SaysEos(torch.nn.Module):
+        """A stub model: EOS right after token 1, else ``other`` forever."""
+
+        def forward(self, input_ids, **kwargs):
+            logits = torch.zeros(len(input_ids), input_ids.shape[1], max(eos, other) + 1)
+            logits[:, -1, other] = 1.0
+            logits[input_ids[:, -1] == 1, -1, eos] = 2.0
+            return type("Output", (), {"logits": logits})()
+
+    outputs, stopped = greedy_decode(SaysEos(), [[3, 1], [1, 2, 3]], np.array([4, 4]), eos, 0, 2, "cpu")
+    assert outputs[0] == [] and stopped[0]  # EOS at once: nothing written, stopped
+    assert outputs[1] == [other] * 4 and not stopped[1]  # never stops: exactly its budget
+
+
+def test_teacher_forced_scoring_agrees_with_decoding(tiny_lm, model):
+    tok = tiny_lm.tokenizer
+    examples = encode_rows(ROWS, tok)
+    loss, tokens, exact = score_answers(model, examples, tok.pad_token_id, 4, "cpu")
+    assert (tokens == [len(e["answer"]) for e in examples]).all()
+    assert (loss > 0).all()
+    # a random model writes none of the answers; the rows it "writes" are its own greedy outputs
+    assert not exact.any()
+    prompts = [e["prompt"] for e in examples]
+    outputs, stopped = greedy_decode(
+        model, prompts, np.full(len(prompts), 6), tok.eos_token_id, tok.pad_token_id, 3, "cpu"
+    )
+    own = [{"prompt": p, "answer": o + [tok.eos_token_id]} for p, o, s in zip(prompts, outputs, stopped, strict=True)]
+    _, _, agree = score_answers(model, own, tok.pad_token_id, 4, "cpu")
+    assert agree[stopped].all()  # what greedy decoding wrote and stopped on is, teacher-forced, exact
+    assert not agree[~stopped].any()  # it did not stop there, so EOS is not the argmax

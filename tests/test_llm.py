@@ -1,0 +1,38 @@
+import numpy as np
+
+from synthtune.llm import IGNORE_INDEX, collate, encode_rows, split_by_tokens
+
+from .conftest import make_rows
+
+ROWS = make_rows(["a a", "be be be be", "dog dog a"])
+
+
+def test_only_answer_tokens_carry_loss_and_eos_is_learned(tiny_lm):
+    tok = tiny_lm.tokenizer
+    assert tok.pad_token_id == tok.eos_token_id  # the pitfall this collator must survive
+    examples = encode_rows(ROWS, tok)
+    batch = collate(examples, tok.pad_token_id)
+    for i, example in enumerate(examples):
+        labels = batch["labels"][i]
+        supervised = labels[labels != IGNORE_INDEX].tolist()
+        assert supervised == example["answer"]
+        assert supervised[-1] == tok.eos_token_id
+        assert tok.decode(supervised[:-1]) == ROWS["answer"][i]
+    # padding sits on the left, is masked out of attention and never supervised
+    row = batch["attention_mask"][0]
+    assert row.tolist() == sorted(row.tolist())
+    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
+
+
+def test_split_by_tokens_keeps_each_micro_batch_within_the_budget():
+    lengths = np.array([30, 5, 100, 6, 40, 7, 8, 300])
+    batch = np.arange(8)
+    assert [b.tolist() for b in split_by_tokens(batch, lengths, None)] == [batch.tolist()]
+    assert [b.tolist() for b in split_by_tokens(batch, lengths, 8 * 300)] == [batch.tolist()]  # fits: untouched
+    parts = split_by_tokens(batch, lengths, 120)
+    assert sorted(i for p in parts for i in p) == batch.tolist()  # every row once
+    for part in parts:
+        assert len(part) * lengths[part].max() <= 120 or len(part) == 1  # a 300-token row goes alone
+    assert [lengths[p].tolist() for p in parts] == [[5, 6, 7, 8], [30, 40], [100], [300]]
+    assert [len(p) for p in split_by_tokens(batch, lengths, None, max_rows=3)] == [3, 3, 2]
+    assert split_by_tokens(batch[:0], lengths, 10) == []

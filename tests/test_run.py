@@ -51,13 +51,15 @@ def smoke_project(tmp_path_factory):
 
 def test_full_run_persists_every_artifact(smoke_project):
     paths = persisted_paths(smoke_project)
-    assert len(paths) == 32
+    assert len(paths) == 35
     missing = [name for name, path in paths.items() if not path.exists()]
     assert missing == ["merged_model"]  # written only by the export pipeline
     assert (smoke_project / "data/06_models/fine_tuned/adapter_model.safetensors").is_file()
     assert not (smoke_project / "data/06_models/checkpoints").exists()  # removed once training finished
     assert (smoke_project / "data/06_models/base_model/model.safetensors").is_file()
     assert (smoke_project / "data/08_reporting/data_docs/index.html").is_file()
+    exercises = pd.read_parquet(paths["curated_subskill"])  # conf/smoke asks for both sub-skills
+    assert set(exercises["subskill"]) == {"word_lengths", "spelling"}
     adapter_config = json.loads((smoke_project / "data/06_models/fine_tuned/adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "base_model"  # nothing machine-specific
 
@@ -154,7 +156,7 @@ def test_generation_gives_the_same_bytes_for_the_same_parameters(smoke_project, 
     finally:
         os.chdir(smoke_project)
     written = [p for p in (again / "data").rglob("*") if p.is_file() and p.name != ".gitkeep"]
-    assert len(written) == 8  # 6 tables, the report and its figure
+    assert len(written) == 9  # 7 tables (sub-skill exercises included), the report and its figure
     for path in written:
         assert path.read_bytes() == (smoke_project / path.relative_to(again)).read_bytes(), path.name
 

@@ -146,6 +146,15 @@ PROFILES: dict[str, Callable[..., list[str]]] = {
 STRATA = tuple(_STRATUM_LENGTHS)
 
 
+def profile_words(profile: str, vocabulary: pd.DataFrame) -> list[str]:
+    """The words a profile draws its strings from: the case study's 3,432-word list for
+    ``naive`` and ``balanced``, the whole vocabulary for ``usage``. Sub-skill exercises
+    cover exactly these."""
+    if profile in ("naive", "balanced"):
+        return naive_words(vocabulary).tolist()
+    return vocabulary["word"].tolist()
+
+
 def sample_texts(profile: str, n: int, vocabulary: pd.DataFrame, rng: np.random.Generator, params: dict) -> list[str]:
     """Draw ``n`` strings with the named profile and its parameters."""
     return PROFILES[profile](n, vocabulary, rng, params)

@@ -137,3 +137,34 @@ def test_render_prompts_is_seeded():
     pd.testing.assert_frame_equal(first, again)
     assert first["template_id"].nunique() > 1
     assert all('"a a"' in p for p in first["prompt"])
+
+
+@pytest.mark.parametrize("name", sorted(TASK.subskills))
+def test_subskill_rows_cover_the_vocabulary_evenly_and_verify(name):
+    words = ["dog", "house", "can't", "a", "zebra", "of", "i"]
+    rows = TASK.make_subskill_rows(name, words, 30, (2, 5), np.random.default_rng(0))
+    assert len(rows) == 30 and rows["row_id"].is_unique and (rows["subskill"] == name).all()
+    used = pd.Series([w for t in rows["text"] for w in t.split()]).value_counts()
+    assert set(used.index) == set(words) and used.max() - used.min() <= 1  # dealt from whole shuffles
+    assert rows["text"].str.split().str.len().between(2, 5).all()
+    assert all(f'"{t}"' in p for t, p in zip(rows["text"], rows["prompt"], strict=True))
+    assert TASK.verify_subskill_rows(rows).all()
+    again = TASK.make_subskill_rows(name, words, 30, (2, 5), np.random.default_rng(0))
+    pd.testing.assert_frame_equal(rows, again)
+
+
+def test_subskill_answers_give_each_word_its_letters():
+    lengths = TASK.subskills["word_lengths"].render(["dog", "can't", "a"])
+    assert lengths == "dog 3, can't 4, a 1"
+    assert TASK.subskills["spelling"].render(["dog", "can't"]) == "dog = d o g (3), can't = c a n ' t (4)"
+
+
+def test_a_wrong_or_malformed_subskill_answer_fails_verification():
+    rows = pd.DataFrame(
+        {
+            "subskill": ["word_lengths", "word_lengths", "spelling", "no_such_skill"],
+            "text": ["dog a", "dog a", "dog", "dog"],
+            "answer": ["dog 3, a 1", "dog 4, a 1", "dog = d o g (4)", "dog 3"],
+        }
+    )
+    assert TASK.verify_subskill_rows(rows).tolist() == [True, False, False, False]

@@ -9,6 +9,8 @@ import functools
 import re
 import string
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -64,6 +66,21 @@ def parse_last_integer(completion: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+@dataclass(frozen=True)
+class Subskill:
+    """An exercise of one step the task's answers rely on, made from a list of words.
+
+    Attributes:
+        templates: Instructions, each holding ``{text}`` (the row's words joined by spaces).
+        render: The words of a row -> its answer; it is also the verifier of the row.
+        pattern: A pattern a well-formed answer matches in full.
+    """
+
+    templates: tuple[str, ...]
+    render: Callable[[list[str]], str]
+    pattern: str
+
+
 class Task(ABC):
     """A narrow skill: how its rows are made, labelled, verified, described and asked."""
 
@@ -76,6 +93,9 @@ class Task(ABC):
     formats: tuple[str, ...]
     #: Per format, a pattern a well-formed answer matches in full; group 1 is the answer.
     answer_patterns: dict[str, str]
+    #: Sub-skills the task declares: exercises made from the vocabulary (e.g. each word's
+    #: letter count), mixed into training at a ratio set in parameters.
+    subskills: dict[str, Subskill] = {}
 
     # --- making rows ----------------------------------------------------------------------
     def generate(self, n, profile, vocabulary, rng, profile_params) -> pd.DataFrame:
@@ -139,6 +159,49 @@ class Task(ABC):
     def max_step_tokens(self, rows: pd.DataFrame, fmt: str, tokenizer) -> np.ndarray:
         """``max_answer_tokens`` of the step formats; tasks with such formats override this."""
         raise NotImplementedError(fmt)
+
+    # --- sub-skills -----------------------------------------------------------------------
+    def make_subskill_rows(
+        self, name: str, words: list[str], n_rows: int, words_per_row: tuple[int, int], rng: np.random.Generator
+    ) -> pd.DataFrame:
+        """``n_rows`` exercises of sub-skill ``name``, covering ``words`` evenly.
+
+        Words are dealt from seeded shuffles of the whole list, one shuffle after another, so
+        every word appears as often as any other (give or take one) whatever ``n_rows`` is:
+        a rare word is practised as much as a common one.
+
+        Returns:
+            ``row_id``, ``subskill``, ``text``, ``prompt``, ``template_id``, ``answer``.
+        """
+        skill = self.subskills[name]
+        lo, hi = words_per_row
+        sizes = rng.integers(lo, hi + 1, n_rows)
+        needed = int(sizes.sum())
+        deck = np.concatenate(
+            [np.zeros(0, dtype=np.int64)]
+            + [rng.permutation(len(words)) for _ in range(-(-needed // max(len(words), 1)))]
+        )
+        pool = np.asarray(words, dtype=object)[deck[:needed]]
+        chunks = np.split(pool, np.cumsum(sizes)[:-1]) if n_rows else []
+        rows = pd.DataFrame({"text": [" ".join(c) for c in chunks]})
+        rows = pd.concat([rows, self.render_prompts(rows, skill.templates, rng)], axis=1)
+        return rows.assign(
+            row_id=[f"{name}-{i:07d}" for i in range(n_rows)],
+            subskill=name,
+            answer=[skill.render(list(c)) for c in chunks],
+        )[["row_id", "subskill", "text", "prompt", "template_id", "answer"]]
+
+    def verify_subskill_rows(self, rows: pd.DataFrame) -> np.ndarray:
+        """Whether each sub-skill row's answer is the one its words give and is well-formed."""
+        ok = []
+        for name, text, answer in zip(rows["subskill"], rows["text"], rows["answer"], strict=True):
+            skill = self.subskills.get(name)
+            ok.append(
+                skill is not None
+                and answer == skill.render(text.split())
+                and _compiled(skill.pattern).fullmatch(answer) is not None
+            )
+        return np.array(ok, dtype=bool)
 
     # --- describing -----------------------------------------------------------------------
     def features(self, rows: pd.DataFrame, labels) -> pd.DataFrame:

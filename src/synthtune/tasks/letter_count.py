@@ -9,7 +9,7 @@ import functools
 import numpy as np
 import pandas as pd
 
-from .base import COUNT, Task, count_digits, count_letters, count_letters_vectorised, token_counts
+from .base import COUNT, Subskill, Task, count_digits, count_letters, count_letters_vectorised, token_counts
 
 
 class LetterCount(Task):
@@ -32,6 +32,29 @@ class LetterCount(Task):
         "direct": COUNT,
         # steps "word N (T)" joined by ", " and closed by ". ", then the answer; none for ""
         "tally": r"(?:(?:\S+ [0-9]+ \([0-9]+\), )*\S+ [0-9]+ \([0-9]+\)\. )?Answer: " + COUNT,
+    }
+
+    subskills = {
+        # each word with its letter count: the fact every step of a tally needs, ~4 tokens a word
+        "word_lengths": Subskill(
+            templates=(
+                'How many letters are in each word of "{text}"?',
+                'Give the letter count of every word in "{text}".',
+                'List each word of "{text}" with its number of letters.',
+            ),
+            render=lambda words: ", ".join(f"{w} {count_letters(w)}" for w in words),
+            pattern=r"\S+ [0-9]+(?:, \S+ [0-9]+)*",
+        ),
+        # each word spelt letter by letter, then counted (TIPA, arXiv 2411.17679, teaches a
+        # model the characters inside its tokens this way)
+        "spelling": Subskill(
+            templates=(
+                'Spell each word of "{text}" and count its letters.',
+                'Spell out "{text}" word by word, with the letters of each word.',
+            ),
+            render=lambda words: ", ".join(f"{w} = {' '.join(w)} ({count_letters(w)})" for w in words),
+            pattern=r"\S+ = \S(?: \S)* \([0-9]+\)(?:, \S+ = \S(?: \S)* \([0-9]+\))*",
+        ),
     }
 
     def label(self, rows: pd.DataFrame) -> np.ndarray:

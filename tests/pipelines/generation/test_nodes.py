@@ -11,6 +11,7 @@ from synthtune.pipelines.generation.nodes import (
     make_external_set,
     make_heldout_template_set,
     make_probe_set,
+    make_subskill_set,
     make_test_set,
     make_train_set,
     split_train_test,
@@ -71,6 +72,19 @@ def test_build_vocabulary_names_an_unknown_language():
         ({"n_train": 0}, "generation.n_train must be a positive integer, got 0"),
         ({"n_test": -5}, "generation.n_test must be a positive integer, got -5"),
         ({"label_noise": 1.5}, r"generation.label_noise must be in \[0, 1\)"),
+        (
+            {"subskills": {"rhyming": {"rows": 5, "words": [1, 2]}}},
+            r"generation.subskills.rhyming: task 'letter_count' has no such sub-skill; allowed: \['spelling', ",
+        ),
+        ({"subskills": {"spelling": {"rows": -1, "words": [1, 2]}}}, "generation.subskills.spelling.rows must be an"),
+        (
+            {"subskills": {"spelling": {"rows": 5, "words": [3, 2]}}},
+            r"generation.subskills.spelling.words must be \[lo, hi\] with integers 1 <= lo <= hi, got \[3, 2\]",
+        ),
+        (
+            {"subskills": {"spelling": {"rows": 5, "words": [1, 2], "ratio": 0.5}}},
+            "generation.subskills.spelling must be a mapping with exactly the keys 'rows' and 'words'",
+        ),
     ],
 )
 def test_bad_parameters_stop_before_generation(override, message):
@@ -90,6 +104,20 @@ def test_draw_rows_is_seeded_and_every_label_verifies(vocabulary, profile):
 def test_draw_rows_for_char_count_adds_the_letter(vocabulary):
     rows = draw_rows(vocabulary, {**PARAMS, "task": "char_count", "answer_format": "spell"})
     assert rows["label"].tolist() == [t.lower().count(c) for t, c in zip(rows["text"], rows["letter"], strict=True)]
+
+
+def test_subskill_set_makes_the_asked_rows_of_each_subskill(vocabulary):
+    params = {
+        **PARAMS,
+        "subskills": {"word_lengths": {"rows": 12, "words": [3, 5]}, "spelling": {"rows": 4, "words": [1, 1]}},
+    }
+    rows = make_subskill_set(vocabulary, params)
+    assert rows["subskill"].value_counts().to_dict() == {"word_lengths": 12, "spelling": 4}
+    assert set(" ".join(rows["text"]).split()) <= set(vocabulary["word"])
+    assert get_task("letter_count").verify_subskill_rows(rows).all()
+    pd.testing.assert_frame_equal(rows, make_subskill_set(vocabulary, params))  # seeded
+    none = make_subskill_set(vocabulary, {**PARAMS, "subskills": {}})
+    assert none.empty and list(none.columns) == list(rows.columns)
 
 
 def test_split_is_disjoint_and_keeps_repeats_in_train():

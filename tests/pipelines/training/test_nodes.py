@@ -8,7 +8,13 @@ import torch
 from synthtune.datasets import FineTunedDataset, HFModelDataset
 from synthtune.llm import LanguageModel
 from synthtune.pipelines.training.loop import fine_tune
-from synthtune.pipelines.training.nodes import check_tokenizer, merge_fine_tuned, split_validation_rows
+from synthtune.pipelines.training.nodes import (
+    add_subskill_rows,
+    check_tokenizer,
+    merge_fine_tuned,
+    split_validation_rows,
+)
+from synthtune.tasks import get_task
 
 from ...conftest import TRAIN_PARAMS, make_rows
 
@@ -32,6 +38,19 @@ def test_split_validation_rows_keeps_a_training_row_and_rejects_bad_fractions():
     assert len(train) == 1 and held.empty
     with pytest.raises(ValueError, match="training.validation.fraction"):
         split_validation_rows(rows, {"fraction": 1.0, "max_rows": 10}, seed=0)
+
+
+def test_subskill_exercises_join_the_training_rows_only():
+    rows = make_rows(["a a", "dog dog a"])
+    exercises = get_task("letter_count").make_subskill_rows(
+        "word_lengths", ["dog", "a"], 3, (1, 2), np.random.default_rng(0)
+    )
+    fitting = add_subskill_rows(rows, exercises)
+    assert len(fitting) == 5 and fitting["row_id"].is_unique
+    assert fitting["prompt"].tolist() == rows["prompt"].tolist() + exercises["prompt"].tolist()
+    assert fitting["answer"].tolist()[2:] == exercises["answer"].tolist()
+    assert fitting["answer_format"].tolist()[2:] == ["subskill"] * 3
+    pd.testing.assert_frame_equal(add_subskill_rows(rows, exercises.iloc[:0]), rows)
 
 
 def test_merged_model_round_trips_and_matches_the_adapter(tiny_lm, tmp_path):

@@ -82,6 +82,34 @@ def decontaminate_rows(
     return _off(rows, params, "decontaminate") or steps.decontaminate(rows, eval_texts, params["ngram"])
 
 
+def curate_subskill_rows(
+    rows: pd.DataFrame,
+    task_name: str,
+    test: pd.DataFrame,
+    probes: pd.DataFrame,
+    heldout: pd.DataFrame,
+    external: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Curate sub-skill rows as training rows are curated: answers recomputed by the task,
+    exact duplicates dropped, and rows found in or sharing an n-gram with any evaluation set
+    dropped (a one-word exercise on a CUTE word is that word's evaluation row).
+
+    Returns:
+        The kept rows and the dropped ones with ``step`` and ``reason``.
+    """
+    kept, dropped = rows, [rows.iloc[:0].assign(step="", reason="")]
+    for step, run in (
+        ("verify_labels", lambda r: steps.verify_subskill_answers(r, task_name)),
+        ("deduplicate_exact", steps.drop_exact_duplicates),
+        ("decontaminate", lambda r: decontaminate_rows(r, test, probes, heldout, external, params["decontaminate"])),
+    ):
+        if params[step].get("enabled", True):
+            kept, out = run(kept)
+            dropped.append(out)
+    return kept, pd.concat(dropped, ignore_index=True)
+
+
 def balance_rows(rows: pd.DataFrame, params: dict[str, Any]):
     """Cap each stratum so none dominates."""
     return _off(rows, params, "balance") or steps.balance(rows, params["by"], params["max_share"])

@@ -9,7 +9,8 @@ TASK = "params:generation.task"
 
 def create_pipeline(**kwargs) -> Pipeline:
     """raw rows -> normalise -> quality -> labels -> PII -> exact/near duplicates ->
-    decontamination -> balance -> curated rows, all dropped rows and per-step counts."""
+    decontamination -> balance -> curated rows, all dropped rows and per-step counts; and
+    sub-skill rows verified, de-duplicated and decontaminated the same way."""
     return Pipeline(
         [
             node(
@@ -66,6 +67,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["clean_kept", "params:curation.balance"],
                 ["curated_train", "balance_dropped"],
                 name="balance_rows",
+            ),
+            node(
+                nodes.curate_subskill_rows,
+                [
+                    "raw_subskill",
+                    TASK,
+                    "test_set",
+                    "probe_set",
+                    "heldout_template_set",
+                    "external_set",
+                    "params:curation",
+                ],
+                ["curated_subskill", "rejected_subskill"],
+                name="curate_subskill_rows",
             ),
             node(
                 nodes.summarise_curation,

@@ -106,6 +106,12 @@ def find_pii(texts: Iterable[str]) -> list[str | None]:
 _PII_HINT = r"@|://|www\.|\d"
 
 
+def verify_subskill_answers(rows: pd.DataFrame, task_name: str) -> Result:
+    """Recompute every sub-skill row's answer from its words; drop mismatches (``wrong_answer``)."""
+    ok = get_task(task_name).verify_subskill_rows(rows) if len(rows) else np.zeros(0, dtype=bool)
+    return split(rows, ~ok, "verify_labels", "wrong_answer")
+
+
 def scrub_pii(rows: pd.DataFrame, task_name: str) -> Result:
     """Scrub e-mail addresses, URLs and phone numbers.
 

@@ -11,8 +11,19 @@ from synthtune.tasks import get_task
 from synthtune.tasks.base import Task
 
 # RNG streams, one per random decision, so changing one never shifts another's draws.
-STREAM_SAMPLE, STREAM_TRAIN_PROMPTS, STREAM_TEST_PROMPTS, STREAM_HELDOUT, STREAM_NOISE, STREAM_EXTERNAL = range(6)
+(
+    STREAM_SAMPLE,
+    STREAM_TRAIN_PROMPTS,
+    STREAM_TEST_PROMPTS,
+    STREAM_HELDOUT,
+    STREAM_NOISE,
+    STREAM_EXTERNAL,
+    STREAM_SUBSKILL,
+) = range(7)
 WORD = re.compile(r"[a-z]+('[a-z]+)?")
+
+
+SUBSKILL_COLUMNS = ["row_id", "subskill", "text", "prompt", "template_id", "answer"]
 
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:
@@ -35,6 +46,29 @@ def check_generation_params(params: dict[str, Any]) -> None:
             raise ValueError(f"generation.{key} must be a positive integer, got {value!r}")
     if not 0 <= params["label_noise"] < 1:
         raise ValueError(f"generation.label_noise must be in [0, 1), got {params['label_noise']!r}")
+    check_subskill_params(task, params.get("subskills") or {})
+
+
+def check_subskill_params(task: Task, spec: dict[str, Any]) -> None:
+    """Each entry of ``generation.subskills`` names a sub-skill of the task, with ``rows``
+    (an integer >= 0) and ``words`` (``[lo, hi]`` words per row, 1 <= lo <= hi). An entry
+    with ``rows: 0`` is off, so a task without that sub-skill may run on the same file."""
+    for name, entry in spec.items():
+        key = f"generation.subskills.{name}"
+        if not isinstance(entry, dict) or set(entry) != {"rows", "words"}:
+            raise ValueError(f"{key} must be a mapping with exactly the keys 'rows' and 'words', got {entry!r}")
+        rows, words = entry["rows"], entry["words"]
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise ValueError(f"{key}.rows must be an integer >= 0, got {rows!r}")
+        if (
+            not isinstance(words, (list, tuple))
+            or len(words) != 2
+            or not all(isinstance(w, int) and not isinstance(w, bool) for w in words)
+            or not 1 <= words[0] <= words[1]
+        ):
+            raise ValueError(f"{key}.words must be [lo, hi] with integers 1 <= lo <= hi, got {words!r}")
+        if rows and name not in task.subskills:
+            raise ValueError(f"{key}: task {task.name!r} has no such sub-skill; allowed: {sorted(task.subskills)}")
 
 
 def build_vocabulary(params: dict[str, Any]) -> pd.DataFrame:
@@ -218,6 +252,30 @@ def make_external_set(sentences: pd.DataFrame, words: pd.DataFrame, params: dict
     return ask(
         task, rows.drop(columns="letters"), task.train_templates[:1], params["answer_format"], rng_for(0, 0), "external"
     )
+
+
+def make_subskill_set(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """Sub-skill exercises over the vocabulary, as many as ``generation.subskills`` asks.
+
+    Each sub-skill the task declares (e.g. ``word_lengths``: every word with its letter
+    count) gets ``rows`` rows of ``words`` = ``[lo, hi]`` words each, dealt so that every
+    word the profile draws from (:func:`~synthtune.profiles.profile_words`) is practised
+    equally often. None are made when the mapping is empty.
+
+    Returns:
+        ``row_id``, ``subskill``, ``text``, ``prompt``, ``template_id``, ``answer``.
+    """
+    check_generation_params(params)
+    task = get_task(params["task"])
+    rng = rng_for(params["seed"], STREAM_SUBSKILL)
+    words = profiles.profile_words(params["profile"], vocabulary)
+    parts = [
+        task.make_subskill_rows(name, words, entry["rows"], tuple(entry["words"]), rng)
+        for name, entry in sorted((params.get("subskills") or {}).items())
+        if entry["rows"]
+    ]
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in SUBSKILL_COLUMNS}).astype({"template_id": "int64"})
+    return pd.concat([empty, *parts], ignore_index=True) if parts else empty
 
 
 def report_distributions(

@@ -8,6 +8,7 @@ from .nodes import (
     make_external_set,
     make_heldout_template_set,
     make_probe_set,
+    make_subskill_set,
     make_test_set,
     make_train_set,
     report_distributions,
@@ -28,6 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="split_train_test",
             ),
             node(make_train_set, ["train_draws", "params:generation"], "raw_train", name="make_train_set"),
+            node(make_subskill_set, ["vocabulary", "params:generation"], "raw_subskill", name="make_subskill_set"),
             node(make_test_set, ["test_draws", "params:generation"], "test_set", name="make_test_set"),
             node(
                 make_heldout_template_set,

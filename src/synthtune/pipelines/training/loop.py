@@ -5,8 +5,16 @@ The loop is written out (nanoGPT style) rather than delegated to the Hugging Fac
 of the FLOPs on these short rows, and pads batches it does not group by length; see
 ``benchmarks/train_throughput.py`` for what each of these costs. Everything else a trainer
 is expected to do is here: gradient accumulation, warm-up + cosine schedule, clipping,
-budgets in steps or minutes, validation loss with early stopping, checkpoints that resume
-bit for bit, and a clean stop on Ctrl-C.
+token- or row-weighted loss, an optional length curriculum, budgets in steps or minutes,
+validation loss with early stopping, checkpoints that resume bit for bit, and a clean stop
+on Ctrl-C.
+
+Reading order: :func:`setup` builds a :class:`Run` (model, encoded rows, the plan of
+micro-batches of every step, optimizer, schedule, resumable state); :func:`fine_tune`
+loops over the steps: :func:`train_step`, :func:`log_row`, :func:`evaluate` where due,
+a checkpoint where due, and :func:`finish`. A run stopped by Ctrl-C or by ``max_minutes``
+keeps a checkpoint of its last step, and a rerun with the same parameters goes on from it;
+a run that reaches ``max_steps`` or stops early removes its checkpoints.
 """
 
 import logging
@@ -14,9 +22,11 @@ import math
 import re
 import signal
 import threading
-import time
+from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -26,9 +36,17 @@ from tqdm.auto import tqdm
 
 from synthtune.inference import score_answers
 from synthtune.llm import collate, encode_rows, pick_device, pick_dtype, set_threads, split_by_tokens, to_device
-from synthtune.perf import measure_matmul_peak, model_shape, training_flops
+from synthtune.perf import ModelShape, measure_matmul_peak, model_shape, training_flops
 
-from .batching import answer_loss, answer_tokens, batch_order
+from .batching import (
+    LOSS_WEIGHTINGS,
+    answer_loss,
+    answer_tokens,
+    batch_order,
+    curriculum_batches,
+    loss_units,
+    summed_loss,
+)
 from .checkpoint import (
     load_latest,
     load_weights,
@@ -42,6 +60,10 @@ from .checkpoint import (
 logger = logging.getLogger(__name__)
 
 METHODS = ("lora", "full")
+# Parameters added after the first configurations were written, with the values that
+# keep those configurations' behaviour.
+LEVER_DEFAULTS = {"loss_weighting": "token", "curriculum": None}
+CURRICULUM_KEYS = ("warmup_share",)
 # Activations kept for the backward pass, in values per token per layer (inputs of the
 # seven projections, the MLP intermediates, norms and residuals) — a deliberately rough
 # upper estimate, used only to refuse batches that cannot fit before the first step.
@@ -52,15 +74,25 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, after the checkpoint of the last finished step was saved."""
 
 
+def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the later levers filled in, so a configuration without them trains
+    (and fingerprints) exactly like one that names their defaults."""
+    validation = {"probes": False, **params.get("validation", {})}
+    return {**LEVER_DEFAULTS, **params, "validation": validation}
+
+
 def check_training_params(params: dict[str, Any]) -> None:
     """Fail before any work on values the loop cannot use, naming the parameter."""
+    params = with_defaults(params)
     if params["method"] not in METHODS:
         raise ValueError(f"training.method must be one of {METHODS}, got {params['method']!r}")
     for key in ("batch_size", "gradient_accumulation_steps", "max_steps"):
-        if not isinstance(params[key], int) or params[key] < 1:
+        if not _is_int(params[key]) or params[key] < 1:
             raise ValueError(f"training.{key} must be an integer >= 1, got {params[key]!r}")
+    if not _is_int(params["warmup_steps"]) or params["warmup_steps"] < 0:
+        raise ValueError(f"training.warmup_steps must be an integer >= 0, got {params['warmup_steps']!r}")
     tokens = params["max_batch_tokens"]
-    if tokens is not None and (not isinstance(tokens, int) or tokens < 1):
+    if tokens is not None and (not _is_int(tokens) or tokens < 1):
         raise ValueError(f"training.max_batch_tokens must be null or an integer >= 1, got {tokens!r}")
     if params["max_minutes"] is not None and params["max_minutes"] <= 0:
         raise ValueError(f"training.max_minutes must be null or > 0, got {params['max_minutes']!r}")
@@ -69,6 +101,30 @@ def check_training_params(params: dict[str, Any]) -> None:
             raise ValueError(f"training.validation.{key} must be >= 0, got {params['validation'][key]!r}")
     if params["checkpoint"]["every_steps"] < 0:
         raise ValueError(f"training.checkpoint.every_steps must be >= 0, got {params['checkpoint']['every_steps']!r}")
+    keep_last = params["checkpoint"]["keep_last"]
+    if not _is_int(keep_last) or keep_last < 1:
+        raise ValueError(f"training.checkpoint.keep_last must be an integer >= 1, got {keep_last!r}")
+    if params["loss_weighting"] not in LOSS_WEIGHTINGS:
+        raise ValueError(f"training.loss_weighting must be 'token' or 'row', got {params['loss_weighting']!r}")
+    check_curriculum(params["curriculum"])
+
+
+def check_curriculum(curriculum: Any) -> None:
+    """``training.curriculum`` is null or ``{warmup_share: f}`` with 0 < f <= 1."""
+    if curriculum is None:
+        return
+    if not isinstance(curriculum, Mapping):
+        raise ValueError(f"training.curriculum must be null or a mapping {{warmup_share: f}}, got {curriculum!r}")
+    unknown = sorted(set(curriculum) - set(CURRICULUM_KEYS))
+    if unknown:
+        raise ValueError(f"training.curriculum: unknown keys {unknown}; allowed: {list(CURRICULUM_KEYS)}")
+    share = curriculum.get("warmup_share")
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ValueError(f"training.curriculum.warmup_share must be in (0, 1], got {share!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_target_modules(model, target_modules: str | list[str]) -> None:
@@ -208,24 +264,18 @@ def stop_on_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
-def accumulate_gradients(model, batches: list[dict[str, Any]], device: torch.device, answer_only_head: bool) -> float:
-    """Backward over micro-batches so the gradient is that of one batch holding all their rows.
+def lr_factor(step: int, warmup_steps: int, max_steps: int) -> float:
+    """The share of ``learning_rate`` that optimizer step ``step`` (1 to ``max_steps``) uses.
 
-    Each micro-batch's summed loss is divided by the answer tokens of *all* of them, so
-    every answer token weighs the same however the rows were split.
-
-    Returns:
-        The mean answer-token loss over all the micro-batches.
+    Linear warm-up, step ``k`` at ``k / warmup_steps`` (so step 1 already learns, unlike
+    transformers' schedule, whose first step runs at rate 0), then cosine decay that
+    would reach 0 one step after ``max_steps``: the last step still learns a little, and
+    the decay steps are those of transformers' ``get_cosine_schedule_with_warmup``.
     """
-    n_answer = sum(answer_tokens(b) for b in batches)
-    total = 0.0
-    for batch in batches:
-        loss = (
-            answer_loss(model, to_device(batch, device), reduction="sum", answer_only_head=answer_only_head) / n_answer
-        )
-        loss.backward()
-        total += loss.item()
-    return total
+    if step <= warmup_steps:
+        return step / warmup_steps
+    progress = (step - 1 - warmup_steps) / max(max_steps - warmup_steps, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def make_optimizer(trainable: list[torch.nn.Parameter], params: dict[str, Any]) -> torch.optim.Optimizer:
@@ -235,20 +285,85 @@ def make_optimizer(trainable: list[torch.nn.Parameter], params: dict[str, Any]) 
     )
 
 
-def fine_tune(
-    base_model, train_rows: pd.DataFrame, validation_rows: pd.DataFrame, params: dict[str, Any]
-) -> tuple[Any, pd.DataFrame]:
-    """Fine-tune on the answer tokens of ``train_rows``; see ``conf/base/parameters_training.yml``.
+def make_scheduler(optimizer: torch.optim.Optimizer, params: dict[str, Any]) -> torch.optim.lr_scheduler.LambdaLR:
+    """The :func:`lr_factor` schedule; the optimizer's rate is always that of the next step.
 
-    Returns:
-        The trained model (a peft model holding the adapter, or the whole model for
-        ``method: full``) and the per-step log: loss, lr, grad norm, tokens, padding share,
-        tokens/s, MFU, elapsed time, and the validation loss and exact match where measured.
+    LambdaLR counts ``scheduler.step()`` calls from 0, so after ``k`` steps it sets the rate
+    of step ``k + 1``.
     """
-    from transformers import get_cosine_schedule_with_warmup
+    warmup, max_steps = params["warmup_steps"], params["max_steps"]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: lr_factor(done + 1, warmup, max_steps))
 
+
+def plan_steps(lengths: np.ndarray, params: dict[str, Any]) -> list[list[np.ndarray]]:
+    """Row indices of every step's micro-batches: its accumulated batches, long ones split
+    by the token budget. Seeded: a resumed run sees the same plan."""
+    accumulation, max_steps = params["gradient_accumulation_steps"], params["max_steps"]
+    batches = batch_order(
+        lengths,
+        params["batch_size"],
+        max_steps * accumulation,
+        params["seed"],
+        bucketing=params["length_bucketing"],
+        curriculum_batches=curriculum_batches(params["curriculum"], max_steps, accumulation),
+    )
+    return [
+        [
+            part
+            for idx in batches[s * accumulation : (s + 1) * accumulation]
+            for part in split_by_tokens(idx, lengths, params["max_batch_tokens"])
+        ]
+        for s in range(max_steps)
+    ]
+
+
+@dataclass
+class Run:
+    """What one training run works with, built once by :func:`setup`."""
+
+    params: dict[str, Any]  # with the lever defaults filled in
+    model: Any
+    device: torch.device
+    dtype: torch.dtype
+    pad_id: int
+    examples: list[dict[str, list[int]]]  # encoded training rows
+    held_out: list[dict[str, list[int]]]  # encoded validation rows
+    probes: list[dict[str, list[int]]]  # encoded probe rows, scored where validation.probes is on
+    plan: list[list[np.ndarray]]  # row indices of each step's micro-batches
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    # What a checkpoint saves besides weights, optimizer and schedule: fingerprint, log,
+    # early-stopping state, the wall time of earlier sessions, and the best weights.
+    state: dict[str, Any]
+    start_step: int  # steps done before this session (resumed from a checkpoint)
+    shape: ModelShape
+    peak: float  # measured matmul FLOP/s in this precision, for MFU
+
+    @property
+    def max_steps(self) -> int:
+        return len(self.plan)
+
+    @property
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def batches(self, step: int) -> list[dict[str, Any]]:
+        """The collated micro-batches of optimizer step ``step`` (from 1)."""
+        return [collate([self.examples[i] for i in idx], self.pad_id) for idx in self.plan[step - 1]]
+
+
+def setup(
+    base_model,
+    train_rows: pd.DataFrame,
+    validation_rows: pd.DataFrame,
+    params: dict[str, Any],
+    probe_rows: pd.DataFrame | None = None,
+) -> Run:
+    """Check the parameters, build the model, plan every step's micro-batches, refuse a
+    batch that cannot fit, and resume from this run's checkpoint where there is one."""
     if train_rows.empty:
         raise ValueError("training: the training table (model_input_train) is empty; nothing to train on")
+    params = with_defaults(params)
     check_training_params(params)
     set_threads()
     torch.manual_seed(params["seed"])
@@ -264,134 +379,275 @@ def fine_tune(
     shape = model_shape(model.config, adapter_params=0 if full else sum(p.numel() for p in trainable))
 
     examples = encode_rows(train_rows, tokenizer, params["system_prompt"])
-    held_out = encode_rows(validation_rows, tokenizer, params["system_prompt"])
     lengths = np.array([len(e["prompt"]) + len(e["answer"]) for e in examples])
-    accumulation, max_steps = params["gradient_accumulation_steps"], params["max_steps"]
-    batches_of_step = batch_order(
-        lengths, params["batch_size"], max_steps * accumulation, params["seed"], bucketing=params["length_bucketing"]
-    )
-    # Each step's micro-batches: its accumulated batches, long ones split by token budget.
-    micro_batches = [
-        [
-            part
-            for idx in batches_of_step[s * accumulation : (s + 1) * accumulation]
-            for part in split_by_tokens(idx, lengths, params["max_batch_tokens"])
-        ]
-        for s in range(max_steps)
-    ]
-    largest = max((idx for parts in micro_batches for idx in parts), key=lambda idx: len(idx) * lengths[idx].max())
+    plan = plan_steps(lengths, params)
+    largest = max((idx for parts in plan for idx in parts), key=lambda idx: len(idx) * lengths[idx].max())
     with attention_kernels(device):
         check_batch_fits(model, collate([examples[i] for i in largest], tokenizer.pad_token_id), params, dtype)
 
     optimizer = make_optimizer(trainable, params)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, params["warmup_steps"], max_steps)
-    validation, checkpoints = params["validation"], params["checkpoint"]
-    state: dict[str, Any] = {
-        "fingerprint": fingerprint,
-        "max_steps": max_steps,
-        "log": [],
-        "best_val": None,
-        "best_step": None,
-        "bad_evals": 0,
-        "elapsed_s": 0.0,
-        "stopped": None,
-        "best_weights": None,
+    run = Run(
+        params=params,
+        model=model,
+        device=device,
+        dtype=dtype,
+        pad_id=tokenizer.pad_token_id,
+        examples=examples,
+        held_out=encode_rows(validation_rows, tokenizer, params["system_prompt"]),
+        probes=encode_rows(probe_rows, tokenizer, params["system_prompt"])
+        if probe_rows is not None and params["validation"]["probes"]
+        else [],
+        plan=plan,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, params),
+        state={
+            "fingerprint": fingerprint,
+            "max_steps": params["max_steps"],
+            "log": [],
+            "best_val": None,
+            "best_step": None,
+            "bad_evals": 0,
+            "elapsed_s": 0.0,
+            "best_weights": None,
+        },
+        start_step=0,
+        shape=shape,
+        # A GPU needs large products to reach its peak; 1024 x 1024 is already a CPU's.
+        peak=measure_matmul_peak(dtype, device, 8192 if device.type == "cuda" else 1024),
+    )
+    resume(run)  # last: it restores the RNG state, which nothing after it may consume
+    return run
+
+
+def resume(run: Run) -> None:
+    """Continue from this run's newest checkpoint, if resuming is on and there is one."""
+    checkpoints = run.params["checkpoint"]
+    found = load_latest(checkpoints["dir"], run.state["fingerprint"]) if checkpoints["resume"] else None
+    if found is None:
+        return
+    path, saved = found
+    best_weights = restore(path, run.model, run.optimizer, run.scheduler)
+    run.start_step = saved.pop("step")
+    run.state.update(saved, best_weights=best_weights)
+    logger.info("Resuming from %s (step %d of %d)", path, run.start_step, run.max_steps)
+
+
+def accumulate_gradients(
+    model, batches: list[dict[str, Any]], device: torch.device, answer_only_head: bool, weighting: str = "token"
+) -> float:
+    """Backward over micro-batches so the gradient is that of one batch holding all their rows.
+
+    Each micro-batch's summed loss is divided by the loss units (answer tokens, or rows with
+    ``weighting="row"``) of *all* of them, so every token, or every row, weighs the same
+    however the rows were split.
+
+    Returns:
+        The step's loss: the mean answer-token loss (``token``) or the mean over rows of
+        each row's mean answer-token loss (``row``).
+    """
+    units = sum(loss_units(b, weighting) for b in batches)
+    total = 0.0
+    for batch in batches:
+        loss = summed_loss(model, to_device(batch, device), weighting, answer_only_head) / units
+        loss.backward()
+        total += loss.item()
+    return total
+
+
+def train_step(run: Run, step: int, batches: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """One optimizer step over ``batches``.
+
+    Returns:
+        The step's loss, its gradient norm before clipping, and the learning rate it used.
+
+    Raises:
+        FloatingPointError: the gradient is not finite; the weights were not updated.
+    """
+    params = run.params
+    loss = accumulate_gradients(run.model, batches, run.device, params["answer_only_head"], params["loss_weighting"])
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, params["max_grad_norm"])
+    if not torch.isfinite(grad_norm):
+        raise FloatingPointError(
+            f"training: non-finite gradient at step {step} (loss {loss:.4g}, dtype {run.dtype}); the "
+            "weights were not updated. Try training.dtype: float32 or a lower training.learning_rate; "
+            "a rerun resumes from the last checkpoint."
+        )
+    lr = run.optimizer.param_groups[0]["lr"]  # read before scheduler.step() sets the next step's
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()  # kernels run asynchronously: time the step, not its launch
+    return loss, float(grad_norm), lr
+
+
+def log_row(
+    run: Run, step: int, batches: list[dict[str, Any]], loss: float, grad_norm: float, lr: float, seconds: float
+) -> dict[str, float]:
+    """The log entry of a step that took ``seconds``; validation columns are NaN until measured."""
+    real = [int(n) for b in batches for n in b["attention_mask"].sum(dim=1)]
+    padded = sum(b["attention_mask"].numel() for b in batches)
+    n_answer = sum(answer_tokens(b) for b in batches)
+    flops = training_flops(run.shape, np.array(real), n_answer, run.params["method"] == "full")
+    return {
+        "step": step,
+        "loss": loss,
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "tokens": sum(real),
+        "padding_share": 1 - sum(real) / padded,
+        "tokens_per_s": sum(real) / seconds,
+        "flops": flops,
+        "mfu": flops / seconds / run.peak,
+        "elapsed_s": math.nan,
+        "val_loss": math.nan,
+        "val_exact_match": math.nan,
     }
-    start_step = 0
-    found = load_latest(checkpoints["dir"], fingerprint, max_steps) if checkpoints["resume"] else None
-    if found is not None:
-        path, saved = found
-        state.update(saved, best_weights=restore(path, model, optimizer, scheduler))
-        start_step = state.pop("step")
-        logger.info("Resuming from %s (step %d of %d)", path, start_step, max_steps)
-    # A GPU needs large products to reach its peak; 1024 x 1024 is already a CPU's.
-    peak = measure_matmul_peak(dtype, device, 8192 if device.type == "cuda" else 1024)
-
-    def checkpoint(step: int) -> Path:
-        return save_checkpoint(checkpoints["dir"], step, model, optimizer, scheduler, state, checkpoints["keep_last"])
-
-    model.train()
-    bar = tqdm(total=max_steps, initial=start_step, desc=f"train ({params['method']})", unit="step")
-    # Wall time of earlier sessions of this run (resumed from a checkpoint) plus this one.
-    session_start, elapsed_before, step = time.perf_counter(), state["elapsed_s"], start_step
-    with stop_on_sigint() as interrupted, attention_kernels(device):
-        while state["stopped"] is None and step < max_steps:
-            step += 1
-            batches = [collate([examples[i] for i in idx], tokenizer.pad_token_id) for idx in micro_batches[step - 1]]
-            n_answer = sum(answer_tokens(b) for b in batches)
-            tick = time.perf_counter()
-            loss_value = accumulate_gradients(model, batches, device, params["answer_only_head"])
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, params["max_grad_norm"])
-            if not torch.isfinite(grad_norm):
-                bar.close()
-                raise FloatingPointError(
-                    f"training: non-finite gradient at step {step} (loss {loss_value:.4g}, dtype {dtype}); the "
-                    "weights were not updated. Try training.dtype: float32 or a lower training.learning_rate; "
-                    "a rerun resumes from the last checkpoint."
-                )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()  # kernels run asynchronously: time the step, not its launch
-            step_s = time.perf_counter() - tick
-            real = [int(n) for b in batches for n in b["attention_mask"].sum(dim=1)]
-            padded = sum(b["attention_mask"].numel() for b in batches)
-            flops = training_flops(shape, np.array(real), n_answer, full)
-            row = {
-                "step": step,
-                "loss": loss_value,
-                "lr": scheduler.get_last_lr()[0],
-                "grad_norm": float(grad_norm),
-                "tokens": sum(real),
-                "padding_share": 1 - sum(real) / padded,
-                "tokens_per_s": sum(real) / step_s,
-                "flops": flops,
-                "mfu": flops / step_s / peak,
-                "elapsed_s": elapsed_before + time.perf_counter() - session_start,
-                "val_loss": math.nan,
-                "val_exact_match": math.nan,
-            }
-            if held_out and (
-                step == max_steps or (validation["every_steps"] and step % validation["every_steps"] == 0)
-            ):
-                row.update(validation_metrics(model, held_out, tokenizer.pad_token_id, params, device))
-                _track_best(state, row, model, validation)
-            state["log"].append(row)
-            if params["max_minutes"] and row["elapsed_s"] >= 60 * params["max_minutes"]:
-                state["stopped"] = f"max_minutes={params['max_minutes']} reached"
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{loss_value:.3f}", tok_s=f"{row['tokens_per_s']:.0f}", mfu=f"{row['mfu']:.0%}", refresh=False
-            )
-            if interrupted.is_set() and step < max_steps and state["stopped"] is None:
-                state["elapsed_s"] = row["elapsed_s"]
-                path = checkpoint(step)
-                bar.close()
-                raise TrainingInterrupted(f"training interrupted; checkpoint at {path}. Run again to resume.")
-            if checkpoints["every_steps"] and step % checkpoints["every_steps"] == 0 and step < max_steps:
-                state["elapsed_s"] = row["elapsed_s"]
-                checkpoint(step)
-    bar.close()
-    state["stopped"] = state["stopped"] or "max_steps reached"
-    if validation["restore_best"] and state["best_weights"] is not None and state["best_step"] != step:
-        load_weights(model, state["best_weights"])
-        logger.info("Restored the weights of step %s (validation loss %.4f)", state["best_step"], state["best_val"])
-    # The result is saved as the node's output; checkpoints only serve an unfinished run.
-    remove_checkpoints(checkpoints["dir"])
-    logger.info("Training stopped at step %d: %s", step, state["stopped"])
-    model.eval()
-    return model, pd.DataFrame(state["log"])
 
 
-def _track_best(state: dict[str, Any], row: dict[str, float], model, validation: dict[str, Any]) -> None:
-    """Remember the best validation loss; stop after ``early_stopping_patience`` evaluations without gain."""
+def planned_tokens(run: Run, first: int = 1) -> int:
+    """Real (non-pad) tokens of the steps from ``first`` to ``max_steps``."""
+    lengths = {i: len(e["prompt"]) + len(e["answer"]) for i, e in enumerate(run.examples)}
+    return sum(lengths[i] for parts in run.plan[first - 1 :] for idx in parts for i in idx)
+
+
+def estimate_minutes(run: Run, row: dict[str, float]) -> float:
+    """Wall time the rest of the run will take at the rate of the step just logged.
+
+    Reported after the first step of a session (a few seconds in) with the plan's token
+    count, so a configuration that cannot fit its budget on this machine says so at start;
+    with ``max_minutes`` set below the estimate, a warning says where it will stop.
+    """
+    remaining = planned_tokens(run, int(row["step"]) + 1)
+    minutes = (row["elapsed_s"] + remaining / row["tokens_per_s"]) / 60
+    budget = run.params["max_minutes"]
+    message = (
+        f"training: {run.max_steps} steps, {planned_tokens(run):,} tokens planned; at {row['tokens_per_s']:.0f} "
+        f"tokens/s (step {int(row['step'])}) the run takes ~{minutes:.1f} min on this machine"
+    )
+    if budget and minutes > budget:
+        logger.warning("%s, over training.max_minutes=%s: it will stop early and keep a checkpoint", message, budget)
+    else:
+        logger.info(message)
+    return minutes
+
+
+def evaluate(run: Run, step: int) -> dict[str, float]:
+    """Validation loss and exact match where due (every ``validation.every_steps`` steps and
+    at the last), else nothing; with ``validation.probes`` on, the probes' teacher-forced
+    exact match too (logged only: it never picks weights or stops training), which makes
+    the training log a learning curve on both."""
+    every = run.params["validation"]["every_steps"]
+    if not run.held_out or not (step == run.max_steps or (every and step % every == 0)):
+        return {}
+    metrics = validation_metrics(run.model, run.held_out, run.pad_id, run.params, run.device)
+    if run.probes:
+        _, _, exact = score_answers(
+            run.model, run.probes, run.pad_id, run.params["batch_size"], run.device, run.params["max_batch_tokens"]
+        )
+        metrics["probes_exact_match"] = float(exact.mean())
+    return metrics
+
+
+def track_best(run: Run, row: dict[str, float]) -> str | None:
+    """Remember the best validation loss (and its weights, for ``restore_best``).
+
+    Returns:
+        Why to stop: ``early_stopping_patience`` evaluations without gain; else None.
+    """
+    state, validation = run.state, run.params["validation"]
     if state["best_val"] is None or row["val_loss"] < state["best_val"] - validation["min_delta"]:
         state.update(best_val=row["val_loss"], best_step=row["step"], bad_evals=0)
         if validation["restore_best"]:
-            state["best_weights"] = trainable_state(model)
-        return
+            state["best_weights"] = trainable_state(run.model)
+        return None
     state["bad_evals"] += 1
     patience = validation["early_stopping_patience"]
     if patience and state["bad_evals"] >= patience:
-        state["stopped"] = f"early stopping: no validation gain in {patience} evaluations"
+        return f"early stopping: no validation gain in {patience} evaluations"
+    return None
+
+
+def save(run: Run, step: int) -> Path:
+    """Checkpoint ``step``, keeping this run's newest ``checkpoint.keep_last``."""
+    checkpoints = run.params["checkpoint"]
+    return save_checkpoint(
+        checkpoints["dir"], step, run.model, run.optimizer, run.scheduler, run.state, checkpoints["keep_last"]
+    )
+
+
+def finish(run: Run, step: int, stop: str, kept: Path | None) -> Any:
+    """End the run: the best weights back where asked, this run's checkpoints removed unless
+    one was ``kept`` to go on from, and the model in eval mode."""
+    state = run.state
+    if run.params["validation"]["restore_best"] and state["best_weights"] is not None and state["best_step"] != step:
+        load_weights(run.model, state["best_weights"])
+        logger.info("Restored the weights of step %s (validation loss %.4f)", state["best_step"], state["best_val"])
+    if kept is None:
+        # The result is saved as the node's output; checkpoints only serve an unfinished run.
+        remove_checkpoints(run.params["checkpoint"]["dir"], state["fingerprint"])
+    logger.info("Training stopped at step %d of %d: %s", step, run.max_steps, stop)
+    return run.model.eval()
+
+
+def fine_tune(
+    base_model,
+    train_rows: pd.DataFrame,
+    validation_rows: pd.DataFrame,
+    params: dict[str, Any],
+    probe_rows: pd.DataFrame | None = None,
+) -> tuple[Any, pd.DataFrame]:
+    """Fine-tune on the answer tokens of ``train_rows``; see ``conf/base/parameters_training.yml``.
+
+    ``probe_rows`` (the probe set) are scored at each validation when
+    ``validation.probes`` is on, for the learning curve; they never steer training.
+
+    Returns:
+        The trained model (a peft model holding the adapter, or the whole model for
+        ``method: full``) and the per-step log: loss, lr (the rate the step used), grad
+        norm, tokens, padding share, tokens/s, MFU, elapsed time, and the validation loss
+        and exact match where measured.
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C, after checkpointing the last finished step.
+    """
+    run = setup(base_model, train_rows, validation_rows, params, probe_rows)
+    params, state = run.params, run.state
+    budget_s = 60 * params["max_minutes"] if params["max_minutes"] else math.inf
+    every = params["checkpoint"]["every_steps"]
+    # Wall time of earlier sessions of this run (resumed from a checkpoint) plus this one.
+    session_start, elapsed_before = perf_counter(), state["elapsed_s"]
+    step, stop, kept = run.start_step, "max_steps reached", None
+    bar = tqdm(total=run.max_steps, initial=step, desc=f"train ({params['method']})", unit="step")
+    with bar, stop_on_sigint() as interrupted, attention_kernels(run.device):
+        while step < run.max_steps:
+            step += 1
+            batches = run.batches(step)
+            tick = perf_counter()
+            loss, grad_norm, lr = train_step(run, step, batches)
+            row = log_row(run, step, batches, loss, grad_norm, lr, seconds=perf_counter() - tick)
+            metrics = evaluate(run, step)
+            row.update(metrics, elapsed_s=elapsed_before + perf_counter() - session_start)
+            state["log"].append(row)
+            state["elapsed_s"] = row["elapsed_s"]
+            if step == run.start_step + 1:
+                estimate_minutes(run, row)
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{loss:.3f}", tok_s=f"{row['tokens_per_s']:.0f}", mfu=f"{row['mfu']:.0%}", refresh=False
+            )
+            early = track_best(run, row) if metrics else None
+            if early or step == run.max_steps:  # finished
+                stop = early or stop
+                break
+            if interrupted.is_set():
+                raise TrainingInterrupted(
+                    f"training interrupted; checkpoint at {save(run, step)}. Run again to resume."
+                )
+            if row["elapsed_s"] >= budget_s:  # paused: a rerun with a larger budget goes on from here
+                kept = save(run, step)
+                stop = f"max_minutes={params['max_minutes']} reached; {kept} kept to go on from"
+                break
+            if every and step % every == 0:
+                save(run, step)
+    return finish(run, step, stop, kept), pd.DataFrame(state["log"])

@@ -110,6 +110,19 @@ def split_validation_rows(rows: pd.DataFrame, params: dict[str, Any], seed: int)
     return rows[~held].reset_index(drop=True), rows[held].reset_index(drop=True)
 
 
+def add_subskill_rows(rows: pd.DataFrame, subskill_rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows to fit: the task's training rows, then the curated sub-skill exercises.
+
+    Only the task's own rows are held out for validation; the exercises only teach. Their
+    share of the training set is set where they are made (``generation.subskills``), and
+    batches shuffle the two together.
+    """
+    if subskill_rows.empty:
+        return rows
+    exercises = subskill_rows[["row_id", "prompt", "answer"]].assign(answer_format="subskill")
+    return pd.concat([rows, exercises], ignore_index=True)
+
+
 def merge_fine_tuned(base_model: LanguageModel, fine_tuned: Any) -> LanguageModel:
     """The base model with the fine-tuning merged in: one plain model directory to serve."""
     return apply_fine_tuning(base_model, fine_tuned)

@@ -3,11 +3,12 @@
 from kedro.pipeline import Pipeline, node
 
 from .loop import fine_tune
-from .nodes import merge_fine_tuned, prepare_base_model, split_validation_rows
+from .nodes import add_subskill_rows, merge_fine_tuned, prepare_base_model, split_validation_rows
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """GGUF -> plain base model; base model + validated rows -> fine-tuned weights + log."""
+    """GGUF -> plain base model; base model + validated rows + sub-skill exercises -> fine-tuned
+    weights + log."""
     return Pipeline(
         [
             node(prepare_base_model, "params:training.base_model", "base_model", name="prepare_base_model"),
@@ -17,9 +18,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["training_rows", "validation_rows"],
                 name="split_validation_rows",
             ),
+            node(add_subskill_rows, ["training_rows", "curated_subskill"], "fitting_rows", name="add_subskill_rows"),
             node(
                 fine_tune,
-                ["base_model", "training_rows", "validation_rows", "params:training"],
+                ["base_model", "fitting_rows", "validation_rows", "params:training", "probe_set"],
                 ["fine_tuned", "training_log"],
                 name="fine_tune",
             ),

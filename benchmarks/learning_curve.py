@@ -42,12 +42,12 @@ CONFIGS: dict[str, dict] = {
     # the previous default: no exercises; 100 steps take about the wall time of the default's 120,
     # whose exercises are short
     "no_exercises": {
-        "generation": {"subskills": {"word_lengths": {"rows": 0, "words": [4, 12]}}},
+        "generation": {"subskills": {"letter_count": {"word_lengths": {"rows": 0, "words": [4, 12]}}}},
         "training": {"max_steps": 100},
     },
     "row_loss": {"training": {"loss_weighting": "row"}},
     "curriculum": {"training": {"curriculum": {"warmup_share": 0.3}}},
-    "spelling": {"generation": {"subskills": {"spelling": {"rows": 1500, "words": [1, 4]}}}},
+    "spelling": {"generation": {"subskills": {"letter_count": {"spelling": {"rows": 1500, "words": [1, 4]}}}}},
     "lr_1e-3": {"training": {"learning_rate": 1.0e-3}},
     "rank_64": {"training": {"lora": {"r": 64, "lora_alpha": 128}}},
     "full": {"training": {"method": "full", "learning_rate": 5.0e-5}},

@@ -39,7 +39,12 @@ def test_gpu_profile_is_the_case_studys_full_range_and_generates_at_a_tiny_size(
 
     words = top_n_list("en", generation["vocabulary"]["top_n"])
     vocabulary = pd.DataFrame({"word": words, "frequency": 1.0})
-    tiny = {**generation, "n_train": 40, "n_test": 10, "subskills": {"word_lengths": {"rows": 30, "words": [4, 12]}}}
+    tiny = {
+        **generation,
+        "n_train": 40,
+        "n_test": 10,
+        "subskills": {"letter_count": {"word_lengths": {"rows": 30, "words": [4, 12]}}},
+    }
     rows = draw_rows(vocabulary, tiny)
     assert len(rows) == 50 and rows["text"].str.split().str.len().max() <= 99
     exercises = make_subskill_set(vocabulary, tiny)

@@ -73,17 +73,24 @@ def test_build_vocabulary_names_an_unknown_language():
         ({"n_test": -5}, "generation.n_test must be a positive integer, got -5"),
         ({"label_noise": 1.5}, r"generation.label_noise must be in \[0, 1\)"),
         (
-            {"subskills": {"rhyming": {"rows": 5, "words": [1, 2]}}},
-            r"generation.subskills.rhyming: task 'letter_count' has no such sub-skill; allowed: \['spelling', ",
-        ),
-        ({"subskills": {"spelling": {"rows": -1, "words": [1, 2]}}}, "generation.subskills.spelling.rows must be an"),
-        (
-            {"subskills": {"spelling": {"rows": 5, "words": [3, 2]}}},
-            r"generation.subskills.spelling.words must be \[lo, hi\] with integers 1 <= lo <= hi, got \[3, 2\]",
+            {"subskills": {"letter_count": {"rhyming": {"rows": 5, "words": [1, 2]}}}},
+            r"generation.subskills.letter_count.rhyming: task 'letter_count' has no such sub-skill; allowed: \['spe",
         ),
         (
-            {"subskills": {"spelling": {"rows": 5, "words": [1, 2], "ratio": 0.5}}},
-            "generation.subskills.spelling must be a mapping with exactly the keys 'rows' and 'words'",
+            {"subskills": {"poetry": {}}},
+            r"generation.subskills.poetry: no such task; allowed: \['char_count', 'letter_count'\]",
+        ),
+        (
+            {"subskills": {"letter_count": {"spelling": {"rows": -1, "words": [1, 2]}}}},
+            "generation.subskills.letter_count.spelling.rows must be an",
+        ),
+        (
+            {"subskills": {"letter_count": {"spelling": {"rows": 5, "words": [3, 2]}}}},
+            r"generation.subskills.letter_count.spelling.words must be \[lo, hi\] with integers 1 <= lo <= hi, got \[3, 2\]",
+        ),
+        (
+            {"subskills": {"letter_count": {"spelling": {"rows": 5, "words": [1, 2], "ratio": 0.5}}}},
+            "generation.subskills.letter_count.spelling must be a mapping with exactly the keys 'rows' and 'words'",
         ),
     ],
 )
@@ -109,7 +116,9 @@ def test_draw_rows_for_char_count_adds_the_letter(vocabulary):
 def test_subskill_set_makes_the_asked_rows_of_each_subskill(vocabulary):
     params = {
         **PARAMS,
-        "subskills": {"word_lengths": {"rows": 12, "words": [3, 5]}, "spelling": {"rows": 4, "words": [1, 1]}},
+        "subskills": {
+            "letter_count": {"word_lengths": {"rows": 12, "words": [3, 5]}, "spelling": {"rows": 4, "words": [1, 1]}}
+        },
     }
     rows = make_subskill_set(vocabulary, params)
     assert rows["subskill"].value_counts().to_dict() == {"word_lengths": 12, "spelling": 4}
@@ -118,6 +127,7 @@ def test_subskill_set_makes_the_asked_rows_of_each_subskill(vocabulary):
     pd.testing.assert_frame_equal(rows, make_subskill_set(vocabulary, params))  # seeded
     none = make_subskill_set(vocabulary, {**PARAMS, "subskills": {}})
     assert none.empty and list(none.columns) == list(rows.columns)
+    assert make_subskill_set(vocabulary, {**params, "task": "char_count"}).empty  # exercises follow the task
 
 
 def test_split_is_disjoint_and_keeps_repeats_in_train():

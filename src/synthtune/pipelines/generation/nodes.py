@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from synthtune import profiles
-from synthtune.tasks import get_task
+from synthtune.tasks import available_tasks, get_task
 from synthtune.tasks.base import Task
 
 # RNG streams, one per random decision, so changing one never shifts another's draws.
@@ -50,11 +50,20 @@ def check_generation_params(params: dict[str, Any]) -> None:
 
 
 def check_subskill_params(task: Task, spec: dict[str, Any]) -> None:
-    """Each entry of ``generation.subskills`` names a sub-skill of the task, with ``rows``
-    (an integer >= 0) and ``words`` (``[lo, hi]`` words per row, 1 <= lo <= hi). An entry
-    with ``rows: 0`` is off, so a task without that sub-skill may run on the same file."""
-    for name, entry in spec.items():
-        key = f"generation.subskills.{name}"
+    """``generation.subskills`` maps task names to that task's exercises, so switching
+    ``generation.task`` switches them too. Each entry names a sub-skill of its task, with
+    ``rows`` (an integer >= 0) and ``words`` (``[lo, hi]`` words per row, 1 <= lo <= hi)."""
+    tasks = available_tasks()
+    for task_name, entries in spec.items():
+        if task_name not in tasks:
+            raise ValueError(f"generation.subskills.{task_name}: no such task; allowed: {tasks}")
+        if task_name == task.name:
+            _check_subskill_entries(task, entries or {})
+
+
+def _check_subskill_entries(task: Task, entries: dict[str, Any]) -> None:
+    for name, entry in entries.items():
+        key = f"generation.subskills.{task.name}.{name}"
         if not isinstance(entry, dict) or set(entry) != {"rows", "words"}:
             raise ValueError(f"{key} must be a mapping with exactly the keys 'rows' and 'words', got {entry!r}")
         rows, words = entry["rows"], entry["words"]
@@ -67,7 +76,7 @@ def check_subskill_params(task: Task, spec: dict[str, Any]) -> None:
             or not 1 <= words[0] <= words[1]
         ):
             raise ValueError(f"{key}.words must be [lo, hi] with integers 1 <= lo <= hi, got {words!r}")
-        if rows and name not in task.subskills:
+        if name not in task.subskills:
             raise ValueError(f"{key}: task {task.name!r} has no such sub-skill; allowed: {sorted(task.subskills)}")
 
 
@@ -255,7 +264,7 @@ def make_external_set(sentences: pd.DataFrame, words: pd.DataFrame, params: dict
 
 
 def make_subskill_set(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
-    """Sub-skill exercises over the vocabulary, as many as ``generation.subskills`` asks.
+    """Sub-skill exercises over the vocabulary, as many as ``generation.subskills.<task>`` asks.
 
     Each sub-skill the task declares (e.g. ``word_lengths``: every word with its letter
     count) gets ``rows`` rows of ``words`` = ``[lo, hi]`` words each, dealt so that every
@@ -271,7 +280,7 @@ def make_subskill_set(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.Da
     words = profiles.profile_words(params["profile"], vocabulary)
     parts = [
         task.make_subskill_rows(name, words, entry["rows"], tuple(entry["words"]), rng)
-        for name, entry in sorted((params.get("subskills") or {}).items())
+        for name, entry in sorted(((params.get("subskills") or {}).get(task.name) or {}).items())
         if entry["rows"]
     ]
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in SUBSKILL_COLUMNS}).astype({"template_id": "int64"})

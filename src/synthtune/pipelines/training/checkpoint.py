@@ -157,18 +157,24 @@ def checkpoints(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
     return sorted(found, key=lambda item: (item[1]["step"], item[0].name))
 
 
-def own_checkpoints(directory: Path, fingerprint: str) -> list[Path]:
-    """This run's checkpoints (same fingerprint), oldest step first."""
-    return [path for path, state in checkpoints(directory) if state.get("fingerprint") == fingerprint]
+def checkpoints_by_run(directory: Path, fingerprint: str) -> tuple[list[tuple[Path, dict[str, Any]]], list[Path]]:
+    """From one scan: this run's checkpoints (same fingerprint) with their ``state.json``,
+    oldest step first, and the paths of other runs' checkpoints."""
+    own, others = [], []
+    for path, state in checkpoints(directory):
+        if state.get("fingerprint") == fingerprint:
+            own.append((path, state))
+        else:
+            others.append(path)
+    return own, others
 
 
-def _warn_of_other_runs(directory: Path, fingerprint: str, doing: str) -> None:
-    others = [path.name for path, state in checkpoints(directory) if state.get("fingerprint") != fingerprint]
+def _warn_of_other_runs(directory: Path, others: list[Path], doing: str) -> None:
     if others:
         logger.warning(
             "Checkpoints of a run with other parameters, data, base model, libraries or training code in %s: %s; %s",
             directory,
-            ", ".join(others),
+            ", ".join(path.name for path in others),
             doing,
         )
 
@@ -198,7 +204,7 @@ def save_checkpoint(
         )
         meta = {k: v for k, v in state.items() if k != "best_weights"}
         (staging / "state.json").write_text(json.dumps({**meta, "step": step}, indent=1, default=float))
-    older = [path for path in own_checkpoints(directory, fingerprint) if path != target]
+    older = [path for path, _ in checkpoints_by_run(directory, fingerprint)[0] if path != target]
     for old in older[: max(len(older) - (keep_last - 1), 0)]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -207,17 +213,18 @@ def save_checkpoint(
 def remove_checkpoints(directory: Path, fingerprint: str) -> None:
     """Delete this run's checkpoints in ``directory`` (and the directory, once empty)."""
     directory = Path(directory)
-    for path in own_checkpoints(directory, fingerprint):
+    own, others = checkpoints_by_run(directory, fingerprint)
+    for path, _ in own:
         shutil.rmtree(path, ignore_errors=True)
-    _warn_of_other_runs(directory, fingerprint, "left in place")
+    _warn_of_other_runs(directory, others, "left in place")
     if directory.is_dir() and not any(directory.iterdir()):
         directory.rmdir()
 
 
 def latest_checkpoint(directory: Path, fingerprint: str) -> Path | None:
     """The checkpoint of the newest step with this fingerprint, or None."""
-    own = own_checkpoints(directory, fingerprint)
-    return own[-1] if own else None
+    own, _ = checkpoints_by_run(directory, fingerprint)
+    return own[-1][0] if own else None
 
 
 def load_latest(directory: Path, fingerprint: str) -> tuple[Path, dict[str, Any]] | None:
@@ -225,11 +232,9 @@ def load_latest(directory: Path, fingerprint: str) -> tuple[Path, dict[str, Any]
 
     Other runs' checkpoints are never resumed; a warning names them.
     """
-    _warn_of_other_runs(Path(directory), fingerprint, "not resuming from them")
-    path = latest_checkpoint(directory, fingerprint)
-    if path is None:
-        return None
-    return path, json.loads((path / "state.json").read_text())
+    own, others = checkpoints_by_run(directory, fingerprint)
+    _warn_of_other_runs(Path(directory), others, "not resuming from them")
+    return own[-1] if own else None
 
 
 def restore(path: Path, model, optimizer, scheduler) -> dict[str, torch.Tensor] | None:

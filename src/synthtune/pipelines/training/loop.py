@@ -327,6 +327,7 @@ class Run:
     dtype: torch.dtype
     pad_id: int
     examples: list[dict[str, list[int]]]  # encoded training rows
+    lengths: np.ndarray  # real (non-pad) tokens of each training row
     held_out: list[dict[str, list[int]]]  # encoded validation rows
     probes: list[dict[str, list[int]]]  # encoded probe rows, scored where validation.probes is on
     plan: list[list[np.ndarray]]  # row indices of each step's micro-batches
@@ -393,6 +394,7 @@ def setup(
         dtype=dtype,
         pad_id=tokenizer.pad_token_id,
         examples=examples,
+        lengths=lengths,
         held_out=encode_rows(validation_rows, tokenizer, params["system_prompt"]),
         probes=encode_rows(probe_rows, tokenizer, params["system_prompt"])
         if probe_rows is not None and params["validation"]["probes"]
@@ -507,8 +509,7 @@ def log_row(
 
 def planned_tokens(run: Run, first: int = 1) -> int:
     """Real (non-pad) tokens of the steps from ``first`` to ``max_steps``."""
-    lengths = {i: len(e["prompt"]) + len(e["answer"]) for i, e in enumerate(run.examples)}
-    return sum(lengths[i] for parts in run.plan[first - 1 :] for idx in parts for i in idx)
+    return int(sum(run.lengths[idx].sum() for parts in run.plan[first - 1 :] for idx in parts))
 
 
 def estimate_minutes(run: Run, row: dict[str, float]) -> float:

@@ -33,6 +33,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from synthtune.datasets import HFModelDataset
+from synthtune.pipelines.curation.nodes import curate_subskill_rows
+from synthtune.pipelines.generation.nodes import make_subskill_set
+from synthtune.pipelines.training.loop import fine_tune
+from synthtune.pipelines.training.nodes import add_subskill_rows, split_validation_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # name -> overrides of conf/base: "generation" (sub-skills), "training" (deep-merged).
@@ -69,10 +75,6 @@ def conf(name: str) -> dict:
 
 def fitting_rows(name: str, generation: dict, data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The configuration's training rows (with its curated exercises) and validation rows."""
-    from synthtune.pipelines.curation.nodes import curate_subskill_rows
-    from synthtune.pipelines.generation.nodes import make_subskill_set
-    from synthtune.pipelines.training.nodes import add_subskill_rows, split_validation_rows
-
     training = conf("training")
     rows = pd.read_parquet(data / "05_model_input/train.parquet")
     train, validation = split_validation_rows(rows, training["validation"], training["seed"])
@@ -86,9 +88,6 @@ def fitting_rows(name: str, generation: dict, data: Path) -> tuple[pd.DataFrame,
 
 
 def run_config(name: str, minutes: float, every: int, data: Path) -> pd.DataFrame:
-    from synthtune.datasets import HFModelDataset
-    from synthtune.pipelines.training.loop import fine_tune
-
     override = CONFIGS[name]
     generation = deep_merge(conf("generation"), override.get("generation", {}))
     params = deep_merge(conf("training"), override.get("training", {}))

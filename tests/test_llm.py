@@ -1,6 +1,7 @@
 import numpy as np
+import torch
 
-from synthtune.llm import IGNORE_INDEX, collate, encode_rows, split_by_tokens
+from synthtune.llm import IGNORE_INDEX, answer_logits, collate, encode_rows, split_by_tokens
 
 from .conftest import make_rows
 
@@ -22,6 +23,23 @@ def test_only_answer_tokens_carry_loss_and_eos_is_learned(tiny_lm):
     row = batch["attention_mask"][0]
     assert row.tolist() == sorted(row.tolist())
     assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
+
+
+def test_answer_logits_are_the_full_heads_at_each_answer_token_row_by_row(tiny_lm):
+    tok = tiny_lm.tokenizer
+    examples = encode_rows(ROWS, tok)
+    batch = collate(examples, tok.pad_token_id)
+    model = tiny_lm.model.eval()
+    with torch.no_grad():
+        logits, targets, rows = answer_logits(model, batch)
+        full = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]
+        ).logits
+    assert targets.tolist() == [t for e in examples for t in e["answer"]]
+    assert rows.tolist() == [i for i, e in enumerate(examples) for _ in e["answer"]]
+    width = batch["input_ids"].shape[1]
+    expected = torch.cat([full[i, width - len(e["answer"]) - 1 : width - 1] for i, e in enumerate(examples)])
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_split_by_tokens_keeps_each_micro_batch_within_the_budget():

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthtune.llm import IGNORE_INDEX, answer_logits, collate, left_pad, split_by_tokens, to_device
+from synthtune.llm import answer_logits, collate, left_pad, per_row_sum, split_by_tokens, to_device
 
 
 @torch.no_grad()
@@ -34,17 +34,12 @@ def score_answers(
     exact = np.zeros(len(examples), dtype=bool)
     lengths = np.array([len(e["prompt"]) + len(e["answer"]) for e in examples])
     for rows in split_by_tokens(np.arange(len(examples)), lengths, max_tokens, batch_size):
-        logits, targets = answer_logits(model, to_device(collate([examples[i] for i in rows], pad_id), device))
-        supervised = targets != IGNORE_INDEX
-        # the (rows x columns, vocabulary) layout: 6x faster on a CPU than (rows, vocabulary, columns)
-        per_token = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
-        ).view(targets.shape)
-        loss[rows] = per_token.sum(dim=1).cpu().numpy()
-        n_answer = supervised.sum(dim=1)
-        tokens[rows] = n_answer.cpu().numpy()
-        # columns left of a row's answer (it is shorter than the batch's widest) are no misses
-        exact[rows] = ((logits.argmax(-1) == targets) | ~supervised).all(dim=1).cpu().numpy()
+        logits, targets, row = answer_logits(model, to_device(collate([examples[i] for i in rows], pad_id), device))
+        n = len(rows)
+        loss[rows] = per_row_sum(F.cross_entropy(logits.float(), targets, reduction="none"), row, n).cpu().numpy()
+        tokens[rows] = torch.bincount(row, minlength=n).cpu().numpy()
+        misses = per_row_sum((logits.argmax(-1) != targets).float(), row, n)
+        exact[rows] = (misses == 0).cpu().numpy()
     model.train(was_training)
     return loss, tokens, exact
 
@@ -93,7 +88,13 @@ def greedy_decode(
         batch = to_device(left_pad([prompts[i] for i in rows], pad_id), device)
         cache = DynamicCache()
         cache.layer_class_to_replicate = growing
-        logits = model(**batch, **{cache_arg: cache}, use_cache=True, logits_to_keep=1).logits
+        logits = model(
+            **batch,
+            **{cache_arg: cache},
+            use_cache=True,
+            # a position tensor, not the int 1: see answer_logits on slices and the output head
+            logits_to_keep=torch.tensor([batch["input_ids"].shape[1] - 1], device=device),
+        ).logits
         mask, positions = batch["attention_mask"], batch["position_ids"][:, -1:]
         active = torch.as_tensor(rows, device=device)
         spent = 0

@@ -154,32 +154,48 @@ def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, torc
     for i, e in enumerate(examples):
         labels[i, labels.shape[1] - len(e["answer"]) :] = torch.tensor(e["answer"])
     batch["labels"] = labels
-    batch["answer_width"] = max(len(e["answer"]) for e in examples)
     return batch
 
 
 def to_device(batch: dict[str, Any], device) -> dict[str, Any]:
-    """The batch with its tensors on ``device`` (``answer_width`` stays an int)."""
+    """The batch with its tensors on ``device``."""
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def answer_logits(model, batch: dict[str, Any], answer_only_head: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The logits that predict each answer column, and the labels there.
+def answer_logits(
+    model, batch: dict[str, Any], answer_only_head: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits that predict the batch's answer tokens, their labels and their rows.
 
-    With left padding the answers fill the last ``answer_width`` columns; the logits that
-    predict them sit one column earlier, so ``answer_width + 1`` columns are kept.
-    ``answer_only_head=False`` runs the head on every column (the Hugging Face default),
-    which costs a fifth more FLOPs on short rows and changes nothing else.
+    All three are flattened over the batch's answer tokens, row by row, left to right: a
+    tokens x vocabulary matrix, the label of each, and the row it belongs to. The output head
+    runs only at the positions that predict an answer token, given to the model as a boolean
+    ``logits_to_keep`` mask: its hidden states are gathered into one contiguous matrix, so
+    the head is one matrix product over real answer tokens, with no columns of padding.
+    (An int ``logits_to_keep`` slices a view that is not contiguous, which ``aten::matmul``
+    cannot fold: it copies the 49k x 576 head once per row. Measured on 16 rows x 41 columns
+    on a 2-core AMX CPU: 1.46 s against 0.04 s in bf16; a default training step took 1.6x
+    as long.) ``answer_only_head=False`` runs the head on every column (the Hugging Face
+    default), which costs more FLOPs and changes nothing else.
     """
-    width = batch["answer_width"]
+    labels = batch["labels"]
+    predicts = torch.zeros_like(labels, dtype=torch.bool)  # the logits at t predict the token at t + 1
+    predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
     logits = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         position_ids=batch["position_ids"],
-        logits_to_keep=width + 1 if answer_only_head else 0,
+        logits_to_keep=predicts if answer_only_head else 0,
         use_cache=False,
-    ).logits[:, -(width + 1) : -1]
-    return logits, batch["labels"][:, -width:]
+    ).logits
+    if not answer_only_head:
+        logits = logits[predicts]
+    return logits, labels[:, 1:][predicts[:, :-1]], predicts.nonzero()[:, 0]
+
+
+def per_row_sum(values: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Sum flattened per-token ``values`` into their ``rows`` (as :func:`answer_logits` gives them)."""
+    return values.new_zeros(n_rows).index_add_(0, rows, values)
 
 
 def split_by_tokens(

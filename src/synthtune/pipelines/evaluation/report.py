@@ -49,6 +49,16 @@ def plot_slice_accuracy(slices: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def interval_bars(ax, positions, rows: pd.DataFrame, prefix: str, width: float, **style) -> None:
+    """Bars of ``<prefix>accuracy`` with error bars to ``<prefix>ci_low`` and ``<prefix>ci_high``
+    (missing rows draw nothing)."""
+    acc = rows[f"{prefix}accuracy"].to_numpy(dtype=float)
+    errors = np.vstack(
+        [acc - rows[f"{prefix}ci_low"].to_numpy(dtype=float), rows[f"{prefix}ci_high"].to_numpy(dtype=float) - acc]
+    )
+    ax.bar(positions, np.nan_to_num(acc), width, yerr=np.nan_to_num(errors), capsize=2, **style)
+
+
 def plot_model_comparison(parts: pd.DataFrame) -> plt.Figure:
     """Strict and lenient accuracy of the fine-tuned and the base model on each set part."""
     names = list(dict.fromkeys(parts["part"]))
@@ -57,19 +67,12 @@ def plot_model_comparison(parts: pd.DataFrame) -> plt.Figure:
     width = 0.8 / len(bars)
     for k, (model, reading) in enumerate(bars):
         rows = parts[parts["model"] == model].set_index("part").reindex(names)
-        acc = rows[f"{reading}_accuracy"].to_numpy(dtype=float)
-        errors = np.vstack(
-            [
-                acc - rows[f"{reading}_ci_low"].to_numpy(dtype=float),
-                rows[f"{reading}_ci_high"].to_numpy(dtype=float) - acc,
-            ]
-        )
-        ax.bar(
+        interval_bars(
+            ax,
             np.arange(len(names)) + k * width,
-            np.nan_to_num(acc),
+            rows,
+            f"{reading}_",
             width,
-            yerr=np.nan_to_num(errors),
-            capsize=2,
             color=COLOURS[model],
             alpha=1.0 if reading == "strict" else 0.45,
             label=f"{model}, {reading}",

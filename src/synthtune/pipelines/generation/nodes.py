@@ -245,7 +245,8 @@ def make_probe_set(probe_spec: dict[str, Any], params: dict[str, Any]) -> pd.Dat
 def make_external_set(sentences: pd.DataFrame, words: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """The external CUTE-derived benchmark (real text), asked with the first training template.
 
-    Read from ``../shared/benchmarks/cute`` and used for evaluation only. Its published
+    Read from ``data/01_raw/cute`` (a DVC import of ``../shared/benchmarks/cute``) and used
+    for evaluation only. Its published
     letter counts must agree with our verifier; a disagreement stops the run.
     """
     task = get_task(params["task"])

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthtune.llm import IGNORE_INDEX, answer_logits
+from synthtune.llm import IGNORE_INDEX, answer_logits, per_row_sum
 
 LOSS_WEIGHTINGS = ("token", "row")
 
@@ -20,17 +20,15 @@ def answer_loss(model, batch: dict[str, Any], reduction: str = "mean", answer_on
 
     Args:
         reduction: ``mean`` over answer tokens, ``sum`` (for token-weighted gradient
-            accumulation across micro-batches), or ``none``: one loss per answer column,
-            rows x columns, zero where a column holds no answer token of its row.
+            accumulation across micro-batches), or ``row``: each row's mean answer-token
+            loss, one value per row.
     """
-    logits, targets = answer_logits(model, batch, answer_only_head)
-    loss = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]),
-        targets.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction=reduction,
-    )
-    return loss.reshape(targets.shape) if reduction == "none" else loss
+    logits, targets, rows = answer_logits(model, batch, answer_only_head)
+    if reduction != "row":
+        return F.cross_entropy(logits.float(), targets, reduction=reduction)
+    n = len(batch["input_ids"])
+    losses = per_row_sum(F.cross_entropy(logits.float(), targets, reduction="none"), rows, n)
+    return losses / torch.bincount(rows, minlength=n)
 
 
 def answer_tokens(batch: dict[str, torch.Tensor]) -> int:
@@ -53,9 +51,7 @@ def summed_loss(model, batch: dict[str, Any], weighting: str, answer_only_head: 
     """
     if weighting == "token":
         return answer_loss(model, batch, reduction="sum", answer_only_head=answer_only_head)
-    losses = answer_loss(model, batch, reduction="none", answer_only_head=answer_only_head)
-    per_row = (batch["labels"][:, -losses.shape[1] :] != IGNORE_INDEX).sum(dim=1)
-    return (losses.sum(dim=1) / per_row.to(losses.device)).sum()
+    return answer_loss(model, batch, reduction="row", answer_only_head=answer_only_head).sum()
 
 
 def batch_order(

@@ -73,7 +73,7 @@ def test_default_composition_changes_nothing_and_is_the_committed_params_yaml():
 def test_a_preset_is_a_combination_of_groups():
     cfg = compose(["experiment=case_study", "profile=naive", "budget=tiny"])
     assert cfg["kedro_env"] == "smoke"
-    assert cfg["generation"] == {"profile": "naive", "answer_format": "tally"}
+    assert cfg["generation"] == {"profile": "naive", "vocabulary": {"top_n": 20000}, "answer_format": "tally"}
     assert cfg["validation"]["severity_overrides"] == {"distribution": "warning"}
 
 
@@ -141,6 +141,8 @@ def test_hydra_multirun_runs_each_job_in_its_own_folder_and_compares_them(projec
             "experiment=case_study",
             "budget=tiny",
             "profile=naive,usage",
+            "hydra/launcher=joblib",  # a launcher plugin, jobs in worker processes, no code for it
+            "hydra.launcher.n_jobs=2",
             f"hydra.sweep.dir={sweep}",
         ],
         cwd=project,

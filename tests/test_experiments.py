@@ -204,3 +204,13 @@ def test_dvc_queue_runs_a_two_job_sweep_listed_by_exp_show(project):
         metrics = data["metrics"]["data/08_reporting/metrics.json"]["data"]
         assert metrics["tuned"]["test"]["strict"]["n"] > 0
     assert profiles == {"naive", "usage"}
+
+    # the two compared: parameters and metrics that differ, and the plots side by side
+    names = [exp["name"] for exp in experiments]
+    diff = json.loads(run("dvc", "exp", "diff", *names, "--json"))
+    profile = diff["params"]["params.yaml"]["generation.profile"]
+    assert {profile["old"], profile["new"]} == {"naive", "usage"}
+    assert "perplexity.tuned" in diff["metrics"]["data/08_reporting/metrics.json"]  # trained on other rows
+    run("dvc", "plots", "diff", *names, "-o", "plots")
+    html = (project / "plots/index.html").read_text()
+    assert "training_loss" in html and "evaluation_models.png" in html

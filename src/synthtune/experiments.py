@@ -121,12 +121,20 @@ def kedro_run(
     project_path: Path | str = ".",
     data_dir: Path | str | None = None,
 ) -> None:
-    """Run ``pipelines`` in one Kedro session configured by the composed ``cfg``."""
+    """Check the composed ``cfg`` (:func:`check_composed`), then run ``pipelines`` in one Kedro
+    session configured by it."""
+    project_path = Path(project_path).resolve()
+    check_composed(cfg, project_path)
+    run_session(cfg, pipelines, project_path, data_dir)
+
+
+def run_session(
+    cfg: dict[str, Any], pipelines: list[str], project_path: Path, data_dir: Path | str | None = None
+) -> None:
+    """Run ``pipelines`` in one Kedro session configured by an already checked ``cfg``."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    project_path = Path(project_path).resolve()
-    check_composed(cfg, project_path)
     if data_dir is not None:
         make_data_layers(project_path / "data", Path(data_dir))
     bootstrap_project(project_path)
@@ -165,14 +173,13 @@ def stage(argv: list[str] | None = None) -> None:
         check_composed(cfg)
     except ValueError as error:
         sys.exit(f"synthtune-stage: {path}: {error}")
-    kedro_run(cfg, [args.pipeline])
+    run_session(cfg, [args.pipeline], Path.cwd().resolve())
 
 
 def job_summary(job_dir: Path) -> dict[str, Any]:
-    """A finished job's overrides, resolved config and metrics (as :func:`main` saved them)."""
+    """A finished job's overrides, metrics and slice table (as :func:`main` saved them)."""
     return {
         "overrides": yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or [],
-        "config": yaml.safe_load((job_dir / "config.yaml").read_text()),
         "metrics": json.loads((job_dir / "metrics.json").read_text()),
         "slices": job_dir / "data" / "08_reporting" / "evaluation_slices.csv",
     }
@@ -181,19 +188,15 @@ def job_summary(job_dir: Path) -> dict[str, Any]:
 def run_job(cfg: dict[str, Any], job_dir: Path, project_path: Path) -> dict[str, Any]:
     """One Hydra job: the ``full`` pipeline with its data in ``job_dir/data``; its resolved
     config and metrics are saved beside each other in ``job_dir``."""
+    from synthtune.datasets import AtomicJSONDataset, AtomicTextDataset
+
     job_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(job_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    AtomicTextDataset(filepath=str(job_dir / "config.yaml")).save(yaml.safe_dump(cfg, sort_keys=False))
     data_dir = job_dir / "data"
     kedro_run(cfg, ["full"], project_path, data_dir)
-    metrics = json.loads((data_dir / "08_reporting" / "metrics.json").read_text())
-    write_atomic(job_dir / "metrics.json", json.dumps(metrics, indent=2))
+    metrics = AtomicJSONDataset(filepath=str(data_dir / "08_reporting" / "metrics.json")).load()
+    AtomicJSONDataset(filepath=str(job_dir / "metrics.json"), save_args={"indent": 2}).save(metrics)
     return metrics
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main() -> None:
@@ -244,17 +247,19 @@ def write_comparison(summaries: list[dict[str, Any]], out_dir: Path, by: str) ->
     import pandas as pd
 
     from synthtune.comparison import compare, comparison_markdown, plot_comparison
+    from synthtune.datasets import AtomicCSVDataset, AtomicMatplotlibDataset, AtomicTextDataset
 
     labels = [job_label(s, by) for s in summaries]
     slices = {
         label: pd.read_csv(s["slices"]) for label, s in zip(labels, summaries, strict=True) if s["slices"].is_file()
     }
     table, worst = compare({label: s["metrics"] for label, s in zip(labels, summaries, strict=True)}, slices)
-    table.to_csv(out_dir / "comparison.csv", index=False)
-    worst.to_csv(out_dir / "worst_slices.csv", index=False)
-    write_atomic(out_dir / "comparison.md", comparison_markdown(table, worst))
-    figure = plot_comparison(table)
-    figure.savefig(out_dir / "comparison.png", dpi=110)
+    AtomicCSVDataset(filepath=str(out_dir / "comparison.csv")).save(table)
+    AtomicCSVDataset(filepath=str(out_dir / "worst_slices.csv")).save(worst)
+    AtomicTextDataset(filepath=str(out_dir / "comparison.md")).save(comparison_markdown(table, worst))
+    AtomicMatplotlibDataset(filepath=str(out_dir / "comparison.png"), save_args={"dpi": 110}).save(
+        plot_comparison(table)
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

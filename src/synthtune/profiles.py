@@ -4,7 +4,8 @@ A profile turns a word table and a seeded RNG into ``n`` strings. Three ship:
 
 - ``naive``: the case study's original generator, reproduced: a fixed list of 3,432
   common lowercase words (``a`` and ``i`` its only one-letter words) drawn uniformly with
-  replacement; with probability 0.1 a string has 1-9 words, otherwise 1-99.
+  replacement; with probability 0.1 a string has 1-9 words, otherwise 1-``long_max``
+  (99 in the case study and in ``conf/gpu``; 12 in ``conf/base``, sized for a CPU).
 - ``balanced``: the case study's fix: 1-, 2- and 3-letter words added to the pool 50, 10
   and 2 extra times; with probability 0.05 a string draws from a random sub-pool of 1-5
   words, so repetitions occur.

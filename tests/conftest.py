@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,11 @@ def new_project(parent: Path) -> Path:
     (parent / "shared").symlink_to(PROJECT_ROOT.parent / "shared")
     (parent / "project").mkdir()
     return copy_project(parent / "project")
+
+
+def scripts_env() -> dict[str, str]:
+    """The environment with this interpreter's scripts (synthtune-exp, dvc, kedro) first."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HYDRA_FULL_ERROR": "1"}
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
 """dvc.yaml agrees with the Kedro catalog, and `dvc repro` runs the project then does nothing."""
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from kedro.io import DataCatalog
 from synthtune.experiments import compose
 from synthtune.pipeline_registry import STAGES, register_pipelines
 
-from .conftest import PROJECT_ROOT
+from .conftest import PROJECT_ROOT, scripts_env
 
 DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 CATALOG = DataCatalog.from_config(OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="base")["catalog"])
@@ -36,9 +34,12 @@ def declared(stage: dict) -> list[str]:
 
 
 def test_one_stage_per_pipeline_running_it():
-    assert list(DVC) == list(STAGES)
+    """The five stages in order, and ``export`` (the merged model) after training."""
+    assert [name for name in DVC if name != "export"] == list(STAGES)
+    assert list(DVC).index("export") > list(DVC).index("training")
+    registered = register_pipelines()
     for name, stage in DVC.items():
-        assert stage["cmd"] == f"synthtune-stage {name}"
+        assert stage["cmd"] == f"synthtune-stage {name}" and name in registered
 
 
 def test_every_persisted_dataset_is_an_out_of_the_stage_that_writes_it():
@@ -69,6 +70,9 @@ def test_data_deps_are_outs_of_earlier_stages_or_config():
 
 def test_params_name_existing_keys():
     for name, stage in DVC.items():
+        if name == "export":  # no parameters of its own: only which environment's catalog
+            assert stage["params"] == [{"params.yaml": ["kedro_env"]}]
+            continue
         files = [next(iter(entry)) for entry in stage["params"]]
         assert files[0] == f"conf/base/parameters_{name}.yml"  # each stage's own file first
         assert "params.yaml" in files
@@ -86,8 +90,7 @@ def test_params_name_existing_keys():
 
 @pytest.fixture
 def dvc_project(project):
-    # the stages call `kedro`: put this interpreter's scripts first on PATH
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = scripts_env()  # the stages call synthtune-stage: this interpreter's scripts first on PATH
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=project, check=True, env=env)
     (project / "params.yaml").write_text(yaml.safe_dump(compose(["budget=tiny"])))  # what `dvc exp run -S` writes
     return project, env
@@ -97,8 +100,9 @@ def test_dvc_repro_runs_every_stage_then_nothing_and_round_trips_through_a_remot
     project, env = dvc_project
     first = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout + first.stderr
-    for stage in STAGES:
+    for stage in [*STAGES, "export"]:
         assert f"Running stage '{stage}'" in first.stdout
+    assert (project / "data/06_models/merged_model/config.json").is_file()
     assert (project / "dvc.lock").is_file()
     assert (project / "data/08_reporting/metrics.json").is_file()
     second = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)

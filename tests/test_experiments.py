@@ -3,12 +3,9 @@ accept, bad input fails first, and a two-job sweep runs end to end both ways (Hy
 and DVC's queue), each job a Kedro session with its own data."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,7 +17,7 @@ from synthtune.pipelines.generation.nodes import check_generation_params
 from synthtune.pipelines.training.loop import check_training_params
 from synthtune.settings import CONFIG_LOADER_ARGS
 
-from .conftest import PROJECT_ROOT
+from .conftest import PROJECT_ROOT, scripts_env
 
 GROUPS = ("profile", "format", "model", "budget", "experiment")
 OPTIONS = [
@@ -125,46 +122,6 @@ def test_stage_refuses_a_missing_or_bad_params_file(project, monkeypatch, capsys
     (project / "params.yaml").write_text("kedro_env: base\ntraning: {}\n")
     with pytest.raises(SystemExit, match=r"unknown top-level keys \['traning'\]"):
         stage(["generation"])
-
-
-def scripts_env() -> dict[str, str]:
-    """The environment with this interpreter's scripts (synthtune-exp, dvc, kedro) first."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HYDRA_FULL_ERROR": "1"}
-
-
-def test_hydra_multirun_runs_each_job_in_its_own_folder_and_compares_them(project):
-    sweep = project / "multirun" / "case"
-    result = subprocess.run(
-        [
-            "synthtune-exp",
-            "-m",
-            "experiment=case_study",
-            "budget=tiny",
-            "profile=naive,usage",
-            "hydra/launcher=joblib",  # a launcher plugin, jobs in worker processes, no code for it
-            "hydra.launcher.n_jobs=2",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=project,
-        env=scripts_env(),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert len(jobs) == 2
-    for job, profile in zip(jobs, ["naive", "usage"], strict=True):
-        config = yaml.safe_load((job / "config.yaml").read_text())
-        assert config["generation"]["profile"] == profile and config["kedro_env"] == "smoke"
-        metrics = json.loads((job / "metrics.json").read_text())
-        assert metrics["tuned"]["test"]["strict"]["n"] > 0
-        assert (job / "data/06_models/fine_tuned").is_dir()
-    assert not (project / "data/08_reporting/metrics.json").exists()  # the jobs never touch data/
-    table = (sweep / "comparison.csv").read_text()
-    assert "naive,test," in table and "usage,probes," in table
-    assert (sweep / "comparison.png").stat().st_size > 0
-    assert "| naive |" in (sweep / "comparison.md").read_text()
 
 
 def test_dvc_queue_runs_a_two_job_sweep_listed_by_exp_show(project):

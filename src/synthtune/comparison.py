@@ -1,7 +1,7 @@
 """Comparing finished runs: each run's strict accuracy on every evaluation set (``k/n`` with
 its 95% Wilson interval, as evaluation wrote them to ``metrics.json``) and its worst slices,
 as a table, a Markdown summary and a plot. The case study's sweep ends with it
-(``synthtune.experiments.CompareJobs``)."""
+(``synthtune.sweeps.CompareJobs``)."""
 
 from typing import Any
 

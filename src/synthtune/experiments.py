@@ -1,4 +1,6 @@
-"""Experiments composed with Hydra and run as Kedro sessions, directly or as DVC stages.
+"""Experiments composed with Hydra and run as Kedro sessions: composition, checks, and the
+Kedro session a DVC stage or a Hydra job runs (Hydra's command line and sweep comparisons
+are in :mod:`synthtune.sweeps`).
 
 ``conf/experiments`` is a Hydra config directory. A composed config names a Kedro
 environment (``kedro_env``, chosen by the ``budget`` group) and holds overrides, one
@@ -7,31 +9,30 @@ runtime parameters; it never repeats a default of ``conf/base``.
 
 Two ways to run one composition:
 
-- ``synthtune-exp [-m] <overrides>`` (:func:`main`, built on ``@hydra.main``): each job is a
+- ``synthtune-exp [-m] <overrides>`` (:func:`synthtune.sweeps.main`, ``@hydra.main``): each job is a
   Kedro session over the ``full`` pipeline whose data lives in its own folder
   (``outputs/<time>/data`` or ``multirun/<time>/<job>/data``), with its resolved config
   (``config.yaml``) saved beside its metrics (``metrics.json``). Multirun sweeps, sweeps a
   preset declares (``hydra.sweeper.params``) and launcher plugins
   (``hydra/launcher=joblib``) work as Hydra gives them. A preset may add
-  :class:`CompareJobs` as a callback to compare its jobs when the sweep ends.
+  :class:`synthtune.sweeps.CompareJobs` as a callback to compare its jobs when the sweep ends.
 - ``dvc exp run -S <overrides>``: DVC composes the same directory into ``params.yaml``
   (``.dvc/config``: ``hydra.enabled``), and each stage of ``dvc.yaml`` runs
   ``synthtune-stage <pipeline>`` (:func:`stage`), which reads it. Stages therefore read only
   what DVC tracks: ``conf/base``, the named environment and ``params.yaml``, never
-  ``conf/local`` or ``KEDRO_ENV``.
+  ``conf/local`` or ``KEDRO_ENV``. This module is every stage's dependency, so it holds
+  only what a stage runs.
 
 Kedro has no Hydra integration of its own (kedro-org/kedro#1303), hence this module.
 """
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.experimental.callback import Callback
 
 CONFIG_DIR = Path("conf") / "experiments"
 SECTIONS = ("generation", "curation", "validation", "training", "evaluation")
@@ -174,93 +175,3 @@ def stage(argv: list[str] | None = None) -> None:
     except ValueError as error:
         sys.exit(f"synthtune-stage: {path}: {error}")
     run_session(cfg, [args.pipeline], Path.cwd().resolve())
-
-
-def job_summary(job_dir: Path) -> dict[str, Any]:
-    """A finished job's overrides, metrics and slice table (as :func:`main` saved them)."""
-    return {
-        "overrides": yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or [],
-        "metrics": json.loads((job_dir / "metrics.json").read_text()),
-        "slices": job_dir / "data" / "08_reporting" / "evaluation_slices.csv",
-    }
-
-
-def run_job(cfg: dict[str, Any], job_dir: Path, project_path: Path) -> dict[str, Any]:
-    """One Hydra job: the ``full`` pipeline with its data in ``job_dir/data``; its resolved
-    config and metrics are saved beside each other in ``job_dir``."""
-    from synthtune.datasets import AtomicJSONDataset, AtomicTextDataset
-
-    job_dir.mkdir(parents=True, exist_ok=True)
-    AtomicTextDataset(filepath=str(job_dir / "config.yaml")).save(yaml.safe_dump(cfg, sort_keys=False))
-    data_dir = job_dir / "data"
-    kedro_run(cfg, ["full"], project_path, data_dir)
-    metrics = AtomicJSONDataset(filepath=str(data_dir / "08_reporting" / "metrics.json")).load()
-    AtomicJSONDataset(filepath=str(job_dir / "metrics.json"), save_args={"indent": 2}).save(metrics)
-    return metrics
-
-
-def main() -> None:
-    """``synthtune-exp``: Hydra's command line over conf/experiments (see the module doc)."""
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig, OmegaConf
-
-    project_path = Path.cwd()
-    if not (project_path / CONFIG_DIR / "config.yaml").is_file():
-        sys.exit(f"synthtune-exp: run it from the project root ({CONFIG_DIR}/config.yaml not found in {project_path})")
-
-    @hydra.main(config_path=str((project_path / CONFIG_DIR).resolve()), config_name="config", version_base="1.3")
-    def job(cfg: DictConfig) -> float:
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        metrics = run_job(resolved, Path(HydraConfig.get().runtime.output_dir), project_path)
-        return metrics["tuned"]["test"]["strict"]["accuracy"]  # what a sweeper would optimise
-
-    job()
-
-
-class CompareJobs(Callback):
-    """A Hydra callback: when a sweep ends, compare its jobs (see :func:`compare`) and write
-    ``comparison.csv``, ``comparison.md``, ``comparison.png`` and ``worst_slices.csv`` into the
-    sweep folder. Presets add it under ``hydra.callbacks``."""
-
-    def __init__(self, by: str = "profile") -> None:
-        self.by = by
-
-    def on_multirun_end(self, config, **kwargs) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = sorted(p.parent for p in sweep_dir.glob("*/metrics.json"))
-        if not jobs:
-            return
-        write_comparison([job_summary(j) for j in jobs], sweep_dir, self.by)
-
-
-def job_label(summary: dict[str, Any], by: str) -> str:
-    """A job's name in a comparison: the value of its ``by`` override, else all overrides."""
-    for override in summary["overrides"]:
-        key, _, value = override.partition("=")
-        if key.lstrip("+~") == by:
-            return value
-    return ",".join(summary["overrides"]) or "defaults"
-
-
-def write_comparison(summaries: list[dict[str, Any]], out_dir: Path, by: str) -> None:
-    import pandas as pd
-
-    from synthtune.comparison import compare, comparison_markdown, plot_comparison
-    from synthtune.datasets import AtomicCSVDataset, AtomicMatplotlibDataset, AtomicTextDataset
-
-    labels = [job_label(s, by) for s in summaries]
-    slices = {
-        label: pd.read_csv(s["slices"]) for label, s in zip(labels, summaries, strict=True) if s["slices"].is_file()
-    }
-    table, worst = compare({label: s["metrics"] for label, s in zip(labels, summaries, strict=True)}, slices)
-    AtomicCSVDataset(filepath=str(out_dir / "comparison.csv")).save(table)
-    AtomicCSVDataset(filepath=str(out_dir / "worst_slices.csv")).save(worst)
-    AtomicTextDataset(filepath=str(out_dir / "comparison.md")).save(comparison_markdown(table, worst))
-    AtomicMatplotlibDataset(filepath=str(out_dir / "comparison.png"), save_args={"dpi": 110}).save(
-        plot_comparison(table)
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -25,15 +25,15 @@ In a Kedro run the same curve is the training log: ``kedro run --pipelines train
 """
 
 import argparse
-import copy
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-import yaml
+from omegaconf import OmegaConf
 
 from synthtune.datasets import HFModelDataset
+from synthtune.experiments import kedro_parameters
 from synthtune.pipelines.curation.nodes import curate_subskill_rows
 from synthtune.pipelines.generation.nodes import make_subskill_set
 from synthtune.pipelines.training.loop import fine_tune
@@ -64,48 +64,38 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def deep_merge(base: dict, override: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        merged[key] = (
-            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
+def parameters(override: dict) -> dict:
+    """conf/base's parameters with ``override`` deep-merged, as a Kedro run merges runtime
+    parameters."""
+    return kedro_parameters(ROOT, "base", override)
 
 
-def conf(name: str) -> dict:
-    return yaml.safe_load((ROOT / "conf/base" / f"parameters_{name}.yml").read_text())[name]
-
-
-def fitting_rows(name: str, generation: dict, data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def fitting_rows(name: str, params: dict, data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The configuration's training rows (with its curated exercises) and validation rows."""
-    training = conf("training")
+    generation, training = params["generation"], params["training"]
     rows = pd.read_parquet(data / "05_model_input/train.parquet")
     train, validation = split_validation_rows(rows, training["validation"], training["seed"])
     exercises = make_subskill_set(pd.read_parquet(data / "01_raw/vocabulary.parquet"), generation)
     evaluation = [
         pd.read_parquet(data / f"03_primary/{s}.parquet") for s in ("test", "probes", "heldout_templates", "external")
     ]
-    curated, dropped = curate_subskill_rows(exercises, generation["task"], *evaluation, conf("curation"))
+    curated, dropped = curate_subskill_rows(exercises, generation["task"], *evaluation, params["curation"])
     print(f"{name}: {len(train)} task rows + {len(curated)} exercises ({len(dropped)} dropped)", flush=True)
     return add_subskill_rows(train, curated), validation
 
 
 def run_config(name: str, minutes: float, every: int, data: Path) -> pd.DataFrame:
     override = CONFIGS[name]
-    generation = deep_merge(conf("generation"), override.get("generation", {}))
-    params = deep_merge(conf("training"), override.get("training", {}))
-    params = deep_merge(
-        params,
-        {
-            "max_minutes": minutes,
-            "validation": {"every_steps": every, "probes": True, "restore_best": False},
-            "checkpoint": {"dir": tempfile.mkdtemp(prefix="lc-"), "every_steps": 0, "resume": False},
-        },
-    )
-    train, validation = fitting_rows(name, generation, data)
+    run = {
+        "max_minutes": minutes,
+        "validation": {"every_steps": every, "probes": True, "restore_best": False},
+        "checkpoint": {"dir": tempfile.mkdtemp(prefix="lc-"), "every_steps": 0, "resume": False},
+    }
+    params = parameters(OmegaConf.to_container(OmegaConf.merge(override, {"training": run})))
+    train, validation = fitting_rows(name, params, data)
     base_model = HFModelDataset(filepath=str(data / "06_models/base_model")).load()
-    _, log = fine_tune(base_model, train, validation, params, pd.read_parquet(data / "03_primary/probes.parquet"))
+    probes = pd.read_parquet(data / "03_primary/probes.parquet")
+    _, log = fine_tune(base_model, train, validation, params["training"], probes)
     log["tokens_seen"] = log["tokens"].cumsum()
     measured = log.dropna(subset=["val_exact_match"])
     return measured.assign(config=name, minutes=measured["elapsed_s"] / 60, n_validation=len(validation))[

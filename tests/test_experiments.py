@@ -9,13 +9,11 @@ import time
 
 import pytest
 import yaml
-from kedro.config import OmegaConfigLoader
 
 from synthtune.config import EvaluationParams, parse
-from synthtune.experiments import CONFIG_DIR, check_composed, compose, runtime_params, stage
+from synthtune.experiments import CONFIG_DIR, check_composed, compose, kedro_parameters, runtime_params, stage
 from synthtune.pipelines.generation.nodes import check_generation_params
 from synthtune.pipelines.training.loop import check_training_params
-from synthtune.settings import CONFIG_LOADER_ARGS
 
 from .conftest import PROJECT_ROOT, scripts_env
 
@@ -25,15 +23,9 @@ OPTIONS = [
 ]
 
 
-def kedro_parameters(cfg: dict) -> dict:
+def session_parameters(cfg: dict) -> dict:
     """The parameters a Kedro session configured by ``cfg`` sees."""
-    loader = OmegaConfigLoader(
-        str(PROJECT_ROOT / "conf"),
-        env=cfg["kedro_env"],
-        runtime_params=runtime_params(cfg),
-        **{**CONFIG_LOADER_ARGS, "default_run_env": cfg["kedro_env"]},
-    )
-    return loader["parameters"]
+    return kedro_parameters(PROJECT_ROOT, cfg["kedro_env"], runtime_params(cfg))
 
 
 def test_every_group_has_the_options_the_issue_names():
@@ -49,7 +41,7 @@ def test_every_group_has_the_options_the_issue_names():
 def test_every_option_composes_into_parameters_the_pipelines_accept(group, option):
     cfg = compose([f"{group}={option}"])
     check_composed(cfg, PROJECT_ROOT)
-    params = kedro_parameters(cfg)
+    params = session_parameters(cfg)
     check_generation_params(params["generation"])
     check_training_params(params["training"])
     parse(EvaluationParams, params["evaluation"], "evaluation")

@@ -15,9 +15,21 @@ def test_full_is_exactly_the_five_stages():
     assert len(stage_nodes) == sum(len(pipelines[s].nodes) for s in STAGES)  # no node in two stages
 
 
-def test_every_node_has_a_verb_noun_name():
-    for node in register_pipelines()["full"].nodes:
-        assert node.name.replace("_", "").isalpha() and "_" in node.name, node.name
+def test_every_node_has_a_verb_noun_name_in_its_stages_namespace():
+    pipelines = register_pipelines()
+    for stage in [*STAGES, "export"]:
+        for node in pipelines[stage].nodes:
+            namespace, _, name = node.name.partition(".")
+            assert namespace == stage == node.namespace, node.name  # kedro-viz draws each stage as a group
+            assert name.replace("_", "").isalpha() and "_" in name, node.name
+
+
+def test_namespaces_leave_dataset_and_parameter_names_alone():
+    from synthtune.pipelines import generation
+
+    plain = generation.create_pipeline()
+    assert register_pipelines()["generation"].inputs() == plain.inputs()  # params:generation... included
+    assert register_pipelines()["generation"].all_outputs() == plain.all_outputs()
 
 
 def test_stages_connect_in_order():

@@ -82,14 +82,18 @@ def check_composed(cfg: dict[str, Any], project_path: Path | str = ".") -> None:
         check_keys(cfg.get(section) or {}, params.get(section), section)
 
 
-def kedro_parameters(project_path: Path | str, env: str) -> dict[str, Any]:
-    """The parameters of a Kedro environment (conf/base, then conf/<env>), as Kedro merges them."""
+def kedro_parameters(
+    project_path: Path | str, env: str, runtime_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The parameters of a Kedro environment (conf/base, then conf/<env>, then
+    ``runtime_params`` deep-merged), as a Kedro session merges them."""
     from kedro.config import OmegaConfigLoader
 
     from synthtune.settings import CONFIG_LOADER_ARGS
 
     args = {**CONFIG_LOADER_ARGS, "default_run_env": env}
-    return OmegaConfigLoader(str(Path(project_path) / "conf"), env=env, **args)["parameters"]
+    loader = OmegaConfigLoader(str(Path(project_path) / "conf"), env=env, runtime_params=runtime_params, **args)
+    return loader["parameters"]
 
 
 def check_keys(overrides: dict[str, Any], defaults: Any, path: str) -> None:

@@ -35,9 +35,14 @@ STEP = re.compile(r"(\S+) ([0-9]+) \(([0-9]+)\)")
 LONG = 20  # words: the strings no default run has answered yet
 
 
+def steps(text: str, completion: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """The right tally's steps for ``text`` and the steps ``completion`` said, as (word, count, total)."""
+    return STEP.findall(tally(text)), STEP.findall(completion)
+
+
 def first_error(text: str, completion: str, stopped: bool) -> tuple[int | None, str]:
     """The first wrong step of a completion (its index and kind), against the right tally."""
-    right, said = STEP.findall(tally(text)), STEP.findall(completion)
+    right, said = steps(text, completion)
     for i, ((word, count, total), (word_said, count_said, total_said)) in enumerate(zip(right, said, strict=False)):
         if word_said != word:
             return i, "lost place"
@@ -55,16 +60,14 @@ def first_error(text: str, completion: str, stopped: bool) -> tuple[int | None, 
 
 def word_length_skill(predictions: pd.DataFrame, vocabulary: set[str]) -> pd.DataFrame:
     """Right letter counts per step reached with the right word, in and out of the vocabulary."""
-    steps = []
+    reached = []
     for text, completion in zip(predictions["text"], predictions["completion"], strict=True):
-        for (word, count, _), (word_said, count_said, _) in zip(
-            STEP.findall(tally(text)), STEP.findall(completion), strict=False
-        ):
+        for (word, count, _), (word_said, count_said, _) in zip(*steps(text, completion), strict=False):
             if word_said != word:
                 break
             plain = re.sub(r"[^a-z]", "", word.lower())
-            steps.append((plain in vocabulary, count_said == count))
-    table = pd.DataFrame(steps, columns=["in_training_vocabulary", "right"])
+            reached.append((plain in vocabulary, count_said == count))
+    table = pd.DataFrame(reached, columns=["in_training_vocabulary", "right"])
     summary = table.groupby("in_training_vocabulary")["right"].agg(k="sum", n="count")
     return summary.assign(accuracy=summary["k"] / summary["n"])
 

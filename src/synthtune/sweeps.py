@@ -21,8 +21,8 @@ from synthtune.experiments import CONFIG_DIR, kedro_run
 
 
 def job_summary(job_dir: Path) -> dict[str, Any]:
-    """A finished job's overrides, resolved config, metrics and slice table (as :func:`main`
-    saved them)."""
+    """A finished job's overrides, resolved config, metrics and slice table (as Hydra and
+    :func:`run_job` saved them)."""
     return {
         "overrides": yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or [],
         "config": job_dir / "config.yaml",
@@ -65,9 +65,9 @@ def main() -> None:
 
 
 class CompareJobs(Callback):
-    """A Hydra callback: when a sweep ends, compare its jobs (see :func:`compare`) and write
-    ``comparison.csv``, ``comparison.md``, ``comparison.png`` and ``worst_slices.csv`` into
-    ``report_dir`` (default: the sweep folder), with each job's resolved config and metrics
+    """A Hydra callback: when a sweep ends, compare its jobs
+    (:func:`synthtune.comparison.compare`) and write ``comparison.csv``, ``comparison.md``,
+    ``comparison.png`` and ``worst_slices.csv`` into ``report_dir`` (default: the sweep folder), with each job's resolved config and metrics
     under ``jobs/<label>/``. Presets add it under ``hydra.callbacks``; the case study's DVC
     stage points ``report_dir`` at a tracked folder."""
 
@@ -99,18 +99,16 @@ def write_comparison(summaries: list[dict[str, Any]], out_dir: Path, by: str) ->
     from synthtune.comparison import compare, comparison_markdown, plot_comparison
     from synthtune.datasets import AtomicCSVDataset, AtomicJSONDataset, AtomicMatplotlibDataset, AtomicTextDataset
 
-    labels = [job_label(s, by) for s in summaries]
-    slices = {
-        label: pd.read_csv(s["slices"]) for label, s in zip(labels, summaries, strict=True) if s["slices"].is_file()
-    }
-    table, worst = compare({label: s["metrics"] for label, s in zip(labels, summaries, strict=True)}, slices)
+    jobs = {job_label(s, by): s for s in summaries}
+    slices = {label: pd.read_csv(s["slices"]) for label, s in jobs.items() if s["slices"].is_file()}
+    table, worst = compare({label: s["metrics"] for label, s in jobs.items()}, slices)
     AtomicCSVDataset(filepath=str(out_dir / "comparison.csv")).save(table)
     AtomicCSVDataset(filepath=str(out_dir / "worst_slices.csv")).save(worst)
     AtomicTextDataset(filepath=str(out_dir / "comparison.md")).save(comparison_markdown(table, worst))
     AtomicMatplotlibDataset(filepath=str(out_dir / "comparison.png"), save_args={"dpi": 110}).save(
         plot_comparison(table)
     )
-    for label, summary in zip(labels, summaries, strict=True):
+    for label, summary in jobs.items():
         job = out_dir / "jobs" / label
         AtomicJSONDataset(filepath=str(job / "metrics.json"), save_args={"indent": 2}).save(summary["metrics"])
         if summary["config"].is_file():

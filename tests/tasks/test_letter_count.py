@@ -155,7 +155,8 @@ def test_subskill_rows_cover_the_vocabulary_evenly_and_verify(name):
 
 def test_subskill_answers_give_each_word_its_letters():
     lengths = TASK.subskills["word_lengths"].render(["dog", "can't", "a"])
-    assert lengths == "dog 3, can't 4, a 1"
+    assert lengths == "dog 3 (3), can't 4 (7), a 1 (8). Answer: 8"
+    assert TASK.parse_answer(lengths, "tally") == 8  # the task's own format: one answer to learn
     assert TASK.subskills["spelling"].render(["dog", "can't"]) == "dog = d o g (3), can't = c a n ' t (4)"
 
 
@@ -164,7 +165,7 @@ def test_a_wrong_or_malformed_subskill_answer_fails_verification():
         {
             "subskill": ["word_lengths", "word_lengths", "spelling", "no_such_skill"],
             "text": ["dog a", "dog a", "dog", "dog"],
-            "answer": ["dog 3, a 1", "dog 4, a 1", "dog = d o g (4)", "dog 3"],
+            "answer": ["dog 3 (3), a 1 (4). Answer: 4", "dog 4 (4), a 1 (5). Answer: 5", "dog = d o g (4)", "dog 3"],
         }
     )
     assert TASK.verify_subskill_rows(rows).tolist() == [True, False, False, False]

@@ -12,6 +12,10 @@ import pandas as pd
 from .base import COUNT, Subskill, Task, count_digits, count_letters, count_letters_vectorised, token_counts
 
 
+# steps "word N (T)" joined by ", " and closed by ". ", then the answer; none for ""
+TALLY = r"(?:(?:\S+ [0-9]+ \([0-9]+\), )*\S+ [0-9]+ \([0-9]+\)\. )?Answer: " + COUNT
+
+
 class LetterCount(Task):
     name = "letter_count"
     train_templates = (
@@ -30,20 +34,23 @@ class LetterCount(Task):
     formats = ("direct", "tally")
     answer_patterns = {
         "direct": COUNT,
-        # steps "word N (T)" joined by ", " and closed by ". ", then the answer; none for ""
-        "tally": r"(?:(?:\S+ [0-9]+ \([0-9]+\), )*\S+ [0-9]+ \([0-9]+\)\. )?Answer: " + COUNT,
+        "tally": TALLY,
     }
 
     subskills = {
-        # each word with its letter count: the fact every step of a tally needs, ~4 tokens a word
+        # each word with its letter count, the fact every step of a tally needs, over the whole
+        # vocabulary; answered as a tally (~7 tokens a word), the task's own format. Its earlier
+        # format of its own ("dog 3, house 5", ~4 tokens a word) taught a second answer to nearly
+        # the same question: the default model wrote it for 46 of 200 held-out phrasings
+        # ('Letter count of "..."?'), each one scored wrong
         "word_lengths": Subskill(
             templates=(
                 'How many letters are in each word of "{text}"?',
                 'Give the letter count of every word in "{text}".',
                 'List each word of "{text}" with its number of letters.',
             ),
-            render=lambda words: ", ".join(f"{w} {count_letters(w)}" for w in words),
-            pattern=r"\S+ [0-9]+(?:, \S+ [0-9]+)*",
+            render=lambda words: tally(" ".join(words)),
+            pattern=TALLY,
         ),
         # each word spelt letter by letter, then counted (TIPA, arXiv 2411.17679, teaches a
         # model the characters inside its tokens this way)

@@ -4,13 +4,12 @@ import pandas as pd
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from synthtune.config import EvaluationParams, parse
+from synthtune.config import SCHEMAS, check_parameters
 from synthtune.pipelines.generation.nodes import check_generation_params, draw_rows, make_subskill_set
-from synthtune.pipelines.training.loop import check_training_params
 
 from .conftest import PROJECT_ROOT
 
-ENVIRONMENTS = ["base", "smoke", "gpu"]  # the direct format is a Hydra option: format=direct
+ENVIRONMENTS = ["base", "smoke", "gpu", "local"]  # the direct format is a Hydra option: format=direct
 
 
 def load_parameters(env: str) -> dict:
@@ -23,9 +22,9 @@ def load_parameters(env: str) -> dict:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_environment_composes_into_valid_parameters(env):
     params = load_parameters(env)
-    check_generation_params(params["generation"])
-    check_training_params(params["training"])
-    parse(EvaluationParams, params["evaluation"], "evaluation")
+    check_parameters(params)  # every block through its schema, as the run's hook does
+    assert set(SCHEMAS) | {"evaluation"} <= set(params)
+    check_generation_params(params["generation"])  # and what only the task knows
     assert params["evaluation"]["system_prompt"] == params["training"]["system_prompt"]
 
 

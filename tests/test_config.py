@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from synthtune.config import EvaluationParams, parse
+from synthtune.config import EvaluationParams, check_parameters, parse, reference
 
 from .conftest import PROJECT_ROOT
 
@@ -51,3 +51,22 @@ def test_a_bad_value_names_its_key_the_value_and_what_is_allowed(path, value, me
 def test_ranges_must_be_ordered():
     with pytest.raises(ValueError, match=r"max_new_tokens=8 is below evaluation\.decoding\.min_new_tokens=32"):
         parse(EvaluationParams, with_change("decoding.max_new_tokens", 8), "evaluation")
+
+
+def test_the_readme_parameter_reference_is_the_schemas():
+    """The schema is the documentation: the README's reference is generated from it."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    start, end = "<!-- parameter-reference:start -->\n", "<!-- parameter-reference:end -->"
+    assert readme[readme.index(start) + len(start) : readme.index(end)] == reference()
+
+
+def test_every_block_reports_all_its_problems_at_once():
+    from synthtune.experiments import kedro_parameters
+
+    params = kedro_parameters(
+        PROJECT_ROOT, "base", {"training": {"learning_rate": -1}, "curation": {"balance": {"by": "x"}}}
+    )
+    with pytest.raises(ValueError) as error:
+        check_parameters(params)
+    assert "training.learning_rate=-1: Input should be greater than 0" in str(error.value)
+    assert "curation.balance.by='x': Input should be 'n_words' or 'label'" in str(error.value)

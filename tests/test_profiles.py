@@ -83,15 +83,22 @@ def test_profiles_are_seeded(vocabulary, name, params):
     assert sample(name, params, vocabulary, 500, seed=3) != sample(name, params, vocabulary, 500, seed=4)
 
 
-@pytest.mark.parametrize(
-    ("profile", "params", "message"),
-    [
-        ("smart", {}, r"generation.profile='smart' is unknown; allowed: \['balanced', 'naive', 'usage'\]"),
-        ("usage", {**USAGE, "strata": {"single_word": 0, "short": 0}}, "sum to a positive value"),
-        ("usage", {**USAGE, "strata": {"single_word": 1, "short": -1}}, "must be >= 0"),
-        ("usage", {**USAGE, "strata": {"poems": 1}}, r"unknown strata \['poems'\]"),
-    ],
-)
-def test_bad_profile_params_are_named(profile, params, message):
-    with pytest.raises(ValueError, match=message):
-        profiles.check_profile_params(profile, params)
+def test_usage_writes_a_share_of_words_with_digits_symbols_capitals_or_dots(vocabulary):
+    import re
+
+    texts = sample("usage", {**USAGE, "p_non_letter": 0.2}, vocabulary, n=4000)
+    words = [w for t in texts for w in t.split()]
+    kinds = {
+        "number": r"[0-9]+[.!?,]?",
+        "letters and digits": r"[a-z']+[0-9]+[.!?,]?",
+        "capitals": r"[A-Z']{2,}[.!?,]?",
+        "dots": r"(?:[A-Z]\.){2,}",
+    }
+    for kind, pattern in kinds.items():
+        assert any(re.fullmatch(pattern, w) for w in words), kind
+    assert any(not any(c.isalpha() for c in t) for t in texts)  # strings that count 0
+    plain = sample("usage", USAGE, vocabulary, n=4000)  # p_non_letter absent: none
+    assert not any(re.search(r"[0-9]", t) for t in plain)
+    # repeats stay one word repeated
+    repeats = [t.split() for t in texts if len(t.split()) > 12]
+    assert repeats and all(len({w.strip(".!?,").lower() for w in r}) == 1 for r in repeats)

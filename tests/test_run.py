@@ -217,3 +217,35 @@ def test_naive_data_is_stopped_by_the_distribution_expectations(tmp_path):
         assert summary["success"] is True and summary["failed_warning"] >= 3
     finally:
         os.chdir(cwd)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"training": {"learning_rate": -1}}, "training.learning_rate=-1: Input should be greater than 0"),
+        ({"training": {"lora": {"r": 0}}}, "training.lora.r=0: Input should be greater than or equal to 1"),
+        ({"validation": {"stop_on": "warning"}}, "validation.stop_on='warning': Input should be a valid list"),
+        ({"generation": {"profile": "bogus"}}, "generation.profile='bogus': Value error, unknown profile"),
+        ({"evaluation": {"batch_size": 0}}, "evaluation.batch_size=0: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_bad_parameter_stops_the_run_before_any_node(tmp_path, params, message):
+    """The hook checks every block before the first node, so nothing is read or written."""
+    project = new_project(tmp_path)
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        with pytest.raises(ValueError, match=message):
+            run(project, "full", **params)
+        written = [p for p in (project / "data").rglob("*") if p.is_file() and p.name != ".gitkeep"]
+        assert written == []
+    finally:
+        os.chdir(cwd)
+
+
+def test_a_run_ends_with_a_one_screen_summary(smoke_project, capsys):
+    run(smoke_project, "generation")  # seeded: rewrites the same bytes the other tests read
+    out = capsys.readouterr().out
+    assert "synthtune: run finished" in out
+    assert "data/01_raw/: " in out and "vocabulary.parquet" in out
+    assert "kedro viz run" in out

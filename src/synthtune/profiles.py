@@ -10,7 +10,9 @@ A profile turns a word table and a seeded RNG into ``n`` strings. Three ship:
   and 2 extra times; with probability 0.05 a string draws from a random sub-pool of 1-5
   words, so repetitions occur.
 - ``usage``: aimed at real text: words drawn by real frequency (Zipf-tempered), explicit
-  strata that guarantee coverage, capitals and punctuation as in sentences.
+  strata that guarantee coverage, capitals and punctuation as in sentences, and a share of
+  words written with digits, symbols, capitals or dots (``42``, ``&``, ``b4``, ``NASA``,
+  ``U.S.A.``).
 
 Everything is vectorised over rows (one RNG call per quantity, not per row) so a million
 strings take seconds.
@@ -85,7 +87,8 @@ def sample_usage(n: int, vocabulary: pd.DataFrame, rng: np.random.Generator, par
     Strata (``params["strata"]``, weights normalised): ``single_word``, ``short``
     (2..short_max words), ``long`` (short_max+1..long_max), ``one_letter`` (short strings
     rich in ``a``/``i``), ``repeats`` (one word repeated 2..repeat_max times).
-    ``p_sentence_case`` and ``p_punctuation`` style a share of all strings.
+    ``p_sentence_case`` and ``p_punctuation`` style a share of all strings;
+    ``p_non_letter`` rewrites a share of all words with digits, symbols, capitals or dots.
     """
     words = vocabulary["word"].to_numpy(dtype=object)
     weights = vocabulary["frequency"].to_numpy(dtype=float) ** params["zipf_temperature"]
@@ -108,7 +111,39 @@ def sample_usage(n: int, vocabulary: pd.DataFrame, rng: np.random.Generator, par
         repeat = stratum_of_word == names.index("repeats")
         flat[repeat] = flat[first[row_of_word[repeat]]]
     flat = _style(flat, row_of_word, lengths, rng, params)
+    # repeats stay one word repeated, as the probes of that category are
+    plain = stratum_of_word != names.index("repeats") if "repeats" in names else np.ones(len(flat), dtype=bool)
+    flat = _add_non_letters(flat, plain, rng, params.get("p_non_letter", 0.0))
     return join_words(flat, lengths)
+
+
+def _add_non_letters(flat: np.ndarray, eligible: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """Rewrite a ``share`` of the ``eligible`` words as real text also writes them: a number (``42``), a
+    symbol (``&``, ``...``), letters and digits (``b4``, ``mp3``), capitals (``NASA``) or an
+    abbreviation with dots (``U.S.A.``). Only the letters count, so a model must learn that
+    digits, symbols and dots add nothing, and that a string of them counts 0."""
+    hit = np.flatnonzero((rng.random(len(flat)) < share) & eligible)
+    if not len(hit):
+        return flat
+    flat = flat.copy()
+    kind = rng.integers(0, len(_NON_LETTER_KINDS), len(hit))
+    numbers = rng.integers(0, 1000, len(hit))
+    symbols = np.array(_SYMBOLS, dtype=object)[rng.integers(0, len(_SYMBOLS), len(hit))]
+    cut = rng.integers(1, 4, len(hit))
+    for i, k, number, symbol, keep in zip(hit, kind, numbers.tolist(), symbols, cut.tolist(), strict=True):
+        word = flat[i]
+        flat[i] = _NON_LETTER_KINDS[k](word, number, symbol, keep)
+    return flat
+
+
+_SYMBOLS = ("-", "&", "%", "...", "?!", "#", "+", "=", "/", "*", "@", "$5", "(", ")")
+_NON_LETTER_KINDS: tuple[Callable[[str, int, str, int], str], ...] = (
+    lambda word, number, symbol, keep: str(number),
+    lambda word, number, symbol, keep: symbol,
+    lambda word, number, symbol, keep: word[:keep] + str(number % 100),
+    lambda word, number, symbol, keep: word.upper(),
+    lambda word, number, symbol, keep: "".join(f"{c.upper()}." for c in word[: keep + 1] if c.isalpha()) or word,
+)
 
 
 def _style(flat: np.ndarray, row_of_word: np.ndarray, lengths: np.ndarray, rng, params) -> np.ndarray:
@@ -159,20 +194,3 @@ def profile_words(profile: str, vocabulary: pd.DataFrame) -> list[str]:
 def sample_texts(profile: str, n: int, vocabulary: pd.DataFrame, rng: np.random.Generator, params: dict) -> list[str]:
     """Draw ``n`` strings with the named profile and its parameters."""
     return PROFILES[profile](n, vocabulary, rng, params)
-
-
-def check_profile_params(profile: str, params: dict[str, Any]) -> None:
-    """Stop before generation with a message naming the bad parameter and what is allowed."""
-    if profile not in PROFILES:
-        raise ValueError(f"generation.profile={profile!r} is unknown; allowed: {sorted(PROFILES)}")
-    if profile == "usage":
-        unknown = set(params["strata"]) - set(STRATA)
-        if unknown:
-            raise ValueError(
-                f"generation.profiles.usage.strata has unknown strata {sorted(unknown)}; allowed: {STRATA}"
-            )
-        weights = list(params["strata"].values())
-        if any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(
-                f"generation.profiles.usage.strata weights must be >= 0 and sum to a positive value, got {params['strata']}"
-            )

@@ -9,3 +9,7 @@ CONFIG_LOADER_ARGS = {
     # Named environments (e.g. ``smoke``) override single nested keys, not whole blocks.
     "merge_strategy": {"parameters": "soft"},
 }
+
+from synthtune.hooks import RunHooks  # noqa: E402  (after the loader settings it does not need)
+
+HOOKS = (RunHooks(),)

@@ -1,11 +1,16 @@
 import copy
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from kedro.io import DatasetError
 
-from synthtune.datasets import FineTunedDataset, HFModelDataset
-from synthtune.datasets._atomic import atomic_directory
+from synthtune.datasets import AtomicJSONDataset, FineTunedDataset, HFModelDataset
+from synthtune.datasets._atomic import atomic_directory, remove_stale_siblings
 from synthtune.llm import LanguageModel, LoraAdapter
 
 
@@ -74,3 +79,58 @@ def test_atomic_directory_keeps_the_old_version_when_writing_fails(tmp_path):
             raise RuntimeError("interrupted")
     assert (target / "file").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_directory_swaps_in_one_step(tmp_path, monkeypatch):
+    """On Linux the new version is exchanged with the old one (renameat2): no plain rename,
+    so there is no moment when the target is missing."""
+    target = tmp_path / "out"
+    with atomic_directory(target) as staging:
+        (staging / "file").write_text("old")
+
+    def no_rename(self, other):
+        raise AssertionError(f"two-step rename of {self} used")
+
+    monkeypatch.setattr(Path, "rename", no_rename)
+    with atomic_directory(target) as staging:
+        (staging / "file").write_text("new")
+    assert (target / "file").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_killed_writer_leaves_the_old_version_and_its_leftovers_go_next_time(tmp_path):
+    target = tmp_path / "out"
+    with atomic_directory(target) as staging:
+        (staging / "file").write_text("old")
+    script = (
+        "import os, signal, sys\n"
+        "from synthtune.datasets._atomic import atomic_directory\n"
+        f"with atomic_directory({str(target)!r}) as staging:\n"
+        "    (staging / 'file').write_text('half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert (target / "file").read_text() == "old"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "out"]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".out.tmp-")
+    with atomic_directory(target) as staging:
+        (staging / "file").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (target / "file").read_text() == "new"
+
+
+def test_a_live_writers_staging_is_left_alone(tmp_path):
+    target = tmp_path / "out"
+    live = tmp_path / f".out.tmp-{os.getppid()}"  # a running process: maybe writing now
+    live.mkdir()
+    assert remove_stale_siblings(target) == []
+    assert live.exists()
+
+
+def test_an_atomic_file_save_removes_a_killed_runs_temporary_file(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".metrics.json.tmp-{int(dead.stdout)}"
+    stale.write_text("{half")
+    AtomicJSONDataset(filepath=str(tmp_path / "metrics.json")).save({"k": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]

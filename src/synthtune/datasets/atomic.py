@@ -2,17 +2,21 @@
 
 kedro-datasets' file datasets write straight into their target, so a run killed or failing
 mid-save corrupts the previous version. These subclasses write to a temporary sibling and
-rename it over the target (atomic on POSIX), so readers see the old file or the new one.
+rename it over the target (atomic on POSIX), so readers see the old file or the new one;
+the new file and its folder are fsynced, and a temporary file left by a killed run is removed
+by the next save.
 """
 
 import os
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 from kedro_datasets.text import TextDataset
+
+from ._atomic import fsync_path, remove_stale_siblings
 
 
 class _AtomicSave:
@@ -23,10 +27,13 @@ class _AtomicSave:
 
     def save(self, data: Any) -> None:
         target = super()._get_save_path()
+        remove_stale_siblings(Path(target))
         self._staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
         try:
             super().save(data)
+            fsync_path(Path(self._staging))
             os.replace(self._staging, target)
+            fsync_path(Path(target).parent)
         finally:
             if os.path.exists(self._staging):
                 os.remove(self._staging)

@@ -25,6 +25,14 @@ class FineTunedDataset(LocalPathDataset, AbstractDataset[Any, Any]):
     """
 
     def load(self) -> Any:
+        from safetensors import SafetensorError
+
+        try:
+            return self._read()
+        except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+            raise self._damaged(error) from error
+
+    def _read(self) -> Any:  # not `_load`: Kedro would take that for the load method
         if (self._filepath / "adapter_config.json").is_file():
             from peft import PeftConfig
             from peft.utils import load_peft_weights

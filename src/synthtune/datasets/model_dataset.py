@@ -19,14 +19,18 @@ class HFModelDataset(LocalPathDataset, AbstractDataset[LanguageModel, LanguageMo
     """
 
     def load(self) -> LanguageModel:
+        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if not (self._filepath / "config.json").is_file():
             raise DatasetError(
                 f"No model at {self._filepath}: expected a config.json there (run the training pipeline first)"
             )
-        model = AutoModelForCausalLM.from_pretrained(self._filepath)
-        return LanguageModel(model=model, tokenizer=AutoTokenizer.from_pretrained(self._filepath))
+        try:
+            model = AutoModelForCausalLM.from_pretrained(self._filepath)
+            return LanguageModel(model=model, tokenizer=AutoTokenizer.from_pretrained(self._filepath))
+        except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+            raise self._damaged(error) from error
 
     def save(self, data: LanguageModel) -> None:
         with atomic_directory(self._filepath) as staging:

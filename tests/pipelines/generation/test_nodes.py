@@ -64,14 +64,27 @@ def test_build_vocabulary_names_an_unknown_language():
     ("override", "message"),
     [
         ({"task": "poetry"}, "generation.task='poetry' is unknown; allowed: "),
-        ({"profile": "clever"}, "generation.profile='clever' is unknown; allowed: "),
+        ({"profile": "clever"}, r"generation.profile='clever': Value error, unknown profile; allowed: \['balanced'"),
         (
             {"answer_format": "essay"},
             r"generation.answer_format='essay' is unknown for task 'letter_count'; allowed: \['direct', 'tally'\]",
         ),
-        ({"n_train": 0}, "generation.n_train must be a positive integer, got 0"),
-        ({"n_test": -5}, "generation.n_test must be a positive integer, got -5"),
-        ({"label_noise": 1.5}, r"generation.label_noise must be in \[0, 1\)"),
+        ({"n_train": 0}, "generation.n_train=0: Input should be greater than or equal to 1"),
+        ({"n_test": -5}, "generation.n_test=-5: Input should be greater than or equal to 1"),
+        ({"n_test": "5"}, "generation.n_test='5': Input should be a valid integer"),
+        ({"label_noise": 1.5}, "generation.label_noise=1.5: Input should be less than 1"),
+        (
+            {"profiles": {**PARAMS["profiles"], "usage": {**PARAMS["profiles"]["usage"], "strata": {"poems": 1}}}},
+            r"generation.profiles.usage.strata=\{'poems': 1\}: Value error, unknown strata \['poems'\]",
+        ),
+        (
+            {"profiles": {**PARAMS["profiles"], "usage": {**PARAMS["profiles"]["usage"], "strata": {"short": -1}}}},
+            "weights must be >= 0 and sum to a positive value",
+        ),
+        (
+            {"profiles": {**PARAMS["profiles"], "naive": {"p_short": 0.1, "short_max": 9, "long_max": 5}}},
+            "long_max=5 is below short_max=9",
+        ),
         (
             {"subskills": {"letter_count": {"rhyming": {"rows": 5, "words": [1, 2]}}}},
             r"generation.subskills.letter_count.rhyming: task 'letter_count' has no such sub-skill; allowed: \['spe",
@@ -82,15 +95,15 @@ def test_build_vocabulary_names_an_unknown_language():
         ),
         (
             {"subskills": {"letter_count": {"spelling": {"rows": -1, "words": [1, 2]}}}},
-            "generation.subskills.letter_count.spelling.rows must be an",
+            "generation.subskills.letter_count.spelling.rows=-1: Input should be greater than or equal to 0",
         ),
         (
             {"subskills": {"letter_count": {"spelling": {"rows": 5, "words": [3, 2]}}}},
-            r"generation.subskills.letter_count.spelling.words must be \[lo, hi\] with integers 1 <= lo <= hi, got \[3, 2\]",
+            r"generation.subskills.letter_count.spelling=.*words must be \[lo, hi\] with lo <= hi, got \[3, 2\]",
         ),
         (
             {"subskills": {"letter_count": {"spelling": {"rows": 5, "words": [1, 2], "ratio": 0.5}}}},
-            "generation.subskills.letter_count.spelling must be a mapping with exactly the keys 'rows' and 'words'",
+            "generation.subskills.letter_count.spelling.ratio=0.5: Extra inputs are not permitted",
         ),
     ],
 )

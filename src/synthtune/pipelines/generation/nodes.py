@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from synthtune import profiles
+from synthtune.config import GenerationParams, parse
 from synthtune.tasks import available_tasks, get_task
 from synthtune.tasks.base import Task
 
@@ -32,52 +33,33 @@ def rng_for(seed: int, stream: int) -> np.random.Generator:
 
 
 def check_generation_params(params: dict[str, Any]) -> None:
-    """Stop before any generation on an unknown task, profile or format, or bad sizes."""
+    """Stop before any generation on bad parameters: first the schema (types, ranges, unknown
+    keys: :class:`synthtune.config.GenerationParams`), then what only the task knows: that
+    it exists, has the answer format and declares the sub-skills named."""
+    parse(GenerationParams, params, "generation")
     task = get_task(params["task"])
-    profiles.check_profile_params(params["profile"], params["profiles"].get(params["profile"], {}))
     if params["answer_format"] not in task.formats:
         raise ValueError(
             f"generation.answer_format={params['answer_format']!r} is unknown for task {task.name!r}; "
             f"allowed: {list(task.formats)}"
         )
-    for key in ("n_train", "n_test"):
-        value = params[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"generation.{key} must be a positive integer, got {value!r}")
-    if not 0 <= params["label_noise"] < 1:
-        raise ValueError(f"generation.label_noise must be in [0, 1), got {params['label_noise']!r}")
-    check_subskill_params(task, params.get("subskills") or {})
+    check_subskill_params(task, params["subskills"])
 
 
 def check_subskill_params(task: Task, spec: dict[str, Any]) -> None:
     """``generation.subskills`` maps task names to that task's exercises, so switching
-    ``generation.task`` switches them too. Each entry names a sub-skill of its task, with
-    ``rows`` (an integer >= 0) and ``words`` (``[lo, hi]`` words per row, 1 <= lo <= hi)."""
+    ``generation.task`` switches them too: each task must exist, and the entries of the task
+    in use must name its sub-skills (their ``rows`` and ``words`` are the schema's)."""
     tasks = available_tasks()
     for task_name, entries in spec.items():
         if task_name not in tasks:
             raise ValueError(f"generation.subskills.{task_name}: no such task; allowed: {tasks}")
-        if task_name == task.name:
-            _check_subskill_entries(task, entries or {})
-
-
-def _check_subskill_entries(task: Task, entries: dict[str, Any]) -> None:
-    for name, entry in entries.items():
-        key = f"generation.subskills.{task.name}.{name}"
-        if not isinstance(entry, dict) or set(entry) != {"rows", "words"}:
-            raise ValueError(f"{key} must be a mapping with exactly the keys 'rows' and 'words', got {entry!r}")
-        rows, words = entry["rows"], entry["words"]
-        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-            raise ValueError(f"{key}.rows must be an integer >= 0, got {rows!r}")
-        if (
-            not isinstance(words, (list, tuple))
-            or len(words) != 2
-            or not all(isinstance(w, int) and not isinstance(w, bool) for w in words)
-            or not 1 <= words[0] <= words[1]
-        ):
-            raise ValueError(f"{key}.words must be [lo, hi] with integers 1 <= lo <= hi, got {words!r}")
-        if name not in task.subskills:
-            raise ValueError(f"{key}: task {task.name!r} has no such sub-skill; allowed: {sorted(task.subskills)}")
+        unknown = sorted(set(entries or {}) - set(task.subskills)) if task_name == task.name else []
+        for name in unknown:
+            raise ValueError(
+                f"generation.subskills.{task.name}.{name}: task {task.name!r} has no such sub-skill; "
+                f"allowed: {sorted(task.subskills)}"
+            )
 
 
 def build_vocabulary(params: dict[str, Any]) -> pd.DataFrame:

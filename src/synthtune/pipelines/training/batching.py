@@ -12,8 +12,6 @@ import torch.nn.functional as F
 
 from synthtune.llm import IGNORE_INDEX, answer_logits, per_row_sum
 
-LOSS_WEIGHTINGS = ("token", "row")
-
 
 def answer_loss(model, batch: dict[str, Any], reduction: str = "mean", answer_only_head: bool = True):
     """Cross-entropy over answer tokens, with the output head run only where needed.

@@ -7,7 +7,7 @@ of the FLOPs on these short rows, and pads batches it does not group by length; 
 is expected to do is here: gradient accumulation, warm-up + cosine schedule, clipping,
 token- or row-weighted loss, an optional length curriculum, budgets in steps or minutes,
 validation loss with early stopping, checkpoints that resume bit for bit, and a clean stop
-on Ctrl-C.
+on Ctrl-C or SIGTERM.
 
 Reading order: :func:`setup` builds a :class:`Run` (model, encoded rows, the plan of
 micro-batches of every step, optimizer, schedule, resumable state); :func:`fine_tune`
@@ -22,7 +22,6 @@ import math
 import re
 import signal
 import threading
-from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +33,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from synthtune.config import TrainingParams, parse
 from synthtune.inference import score_answers
 from synthtune.llm import collate, encode_rows, pick_device, pick_dtype, set_threads, split_by_tokens, to_device
 from synthtune.perf import ModelShape, measure_matmul_peak, model_shape, training_flops
 
 from .batching import (
-    LOSS_WEIGHTINGS,
     answer_loss,
     answer_tokens,
     batch_order,
@@ -59,11 +58,9 @@ from .checkpoint import (
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("lora", "full")
 # Parameters added after the first configurations were written, with the values that
 # keep those configurations' behaviour.
 LEVER_DEFAULTS = {"loss_weighting": "token", "curriculum": None}
-CURRICULUM_KEYS = ("warmup_share",)
 # Activations kept for the backward pass, in values per token per layer (inputs of the
 # seven projections, the MLP intermediates, norms and residuals) — a deliberately rough
 # upper estimate, used only to refuse batches that cannot fit before the first step.
@@ -71,7 +68,7 @@ _ACTIVATIONS_PER_TOKEN_LAYER = 16
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, after the checkpoint of the last finished step was saved."""
+    """Ctrl-C or SIGTERM during training, after the checkpoint of the last finished step was saved."""
 
 
 def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
@@ -82,49 +79,9 @@ def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_training_params(params: dict[str, Any]) -> None:
-    """Fail before any work on values the loop cannot use, naming the parameter."""
-    params = with_defaults(params)
-    if params["method"] not in METHODS:
-        raise ValueError(f"training.method must be one of {METHODS}, got {params['method']!r}")
-    for key in ("batch_size", "gradient_accumulation_steps", "max_steps"):
-        if not _is_int(params[key]) or params[key] < 1:
-            raise ValueError(f"training.{key} must be an integer >= 1, got {params[key]!r}")
-    if not _is_int(params["warmup_steps"]) or params["warmup_steps"] < 0:
-        raise ValueError(f"training.warmup_steps must be an integer >= 0, got {params['warmup_steps']!r}")
-    tokens = params["max_batch_tokens"]
-    if tokens is not None and (not _is_int(tokens) or tokens < 1):
-        raise ValueError(f"training.max_batch_tokens must be null or an integer >= 1, got {tokens!r}")
-    if params["max_minutes"] is not None and params["max_minutes"] <= 0:
-        raise ValueError(f"training.max_minutes must be null or > 0, got {params['max_minutes']!r}")
-    for key in ("every_steps", "early_stopping_patience"):
-        if params["validation"][key] < 0:
-            raise ValueError(f"training.validation.{key} must be >= 0, got {params['validation'][key]!r}")
-    if params["checkpoint"]["every_steps"] < 0:
-        raise ValueError(f"training.checkpoint.every_steps must be >= 0, got {params['checkpoint']['every_steps']!r}")
-    keep_last = params["checkpoint"]["keep_last"]
-    if not _is_int(keep_last) or keep_last < 1:
-        raise ValueError(f"training.checkpoint.keep_last must be an integer >= 1, got {keep_last!r}")
-    if params["loss_weighting"] not in LOSS_WEIGHTINGS:
-        raise ValueError(f"training.loss_weighting must be 'token' or 'row', got {params['loss_weighting']!r}")
-    check_curriculum(params["curriculum"])
-
-
-def check_curriculum(curriculum: Any) -> None:
-    """``training.curriculum`` is null or ``{warmup_share: f}`` with 0 < f <= 1."""
-    if curriculum is None:
-        return
-    if not isinstance(curriculum, Mapping):
-        raise ValueError(f"training.curriculum must be null or a mapping {{warmup_share: f}}, got {curriculum!r}")
-    unknown = sorted(set(curriculum) - set(CURRICULUM_KEYS))
-    if unknown:
-        raise ValueError(f"training.curriculum: unknown keys {unknown}; allowed: {list(CURRICULUM_KEYS)}")
-    share = curriculum.get("warmup_share")
-    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
-        raise ValueError(f"training.curriculum.warmup_share must be in (0, 1], got {share!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Fail before any work on values the loop cannot use, naming the parameter: the schema
+    :class:`synthtune.config.TrainingParams` (types, ranges, unknown keys)."""
+    parse(TrainingParams, with_defaults(params), "training")
 
 
 def check_target_modules(model, target_modules: str | list[str]) -> None:
@@ -240,28 +197,39 @@ def validation_metrics(model, examples, pad_id: int, params: dict[str, Any], dev
 
 @contextmanager
 def stop_on_sigint():
-    """Turn the first Ctrl-C into a flag the loop reads between steps.
+    """Turn the first Ctrl-C (SIGINT) or SIGTERM (``kill``, ``timeout``, a job scheduler)
+    into a flag the loop reads between steps.
 
     The step in flight finishes, a checkpoint is saved, and the loop raises
-    :class:`TrainingInterrupted`. A second Ctrl-C interrupts at once. Signals can only be
-    handled on the main thread; elsewhere (a threaded runner) Ctrl-C behaves as usual.
+    :class:`TrainingInterrupted`. A second signal acts at once (the previous handlers are
+    back). Signals can only be handled on the main thread; elsewhere (a threaded runner)
+    they behave as usual.
     """
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    previous = signal.getsignal(signal.SIGINT)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def restore():
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
     def handler(signum, frame):
         flag.set()
-        signal.signal(signal.SIGINT, previous)
-        logger.warning("Ctrl-C: finishing this step and saving a checkpoint (press again to stop at once)")
+        restore()
+        logger.warning(
+            "%s: finishing this step and saving a checkpoint (send it again to stop at once)",
+            "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name,
+        )
 
-    signal.signal(signal.SIGINT, handler)
+    for s in signals:
+        signal.signal(s, handler)
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int) -> float:
@@ -610,7 +578,7 @@ def fine_tune(
         and exact match where measured.
 
     Raises:
-        TrainingInterrupted: on Ctrl-C, after checkpointing the last finished step.
+        TrainingInterrupted: on Ctrl-C or SIGTERM, after checkpointing the last finished step.
     """
     run = setup(base_model, train_rows, validation_rows, params, probe_rows)
     params, state = run.params, run.state

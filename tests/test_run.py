@@ -52,7 +52,7 @@ def smoke_project(tmp_path_factory):
 
 def test_full_run_persists_every_artifact(smoke_project):
     paths = persisted_paths(smoke_project)
-    assert len(paths) == 35
+    assert len(paths) == 36
     missing = [name for name, path in paths.items() if not path.exists()]
     assert missing == ["merged_model"]  # written only by the export pipeline
     assert (smoke_project / "data/06_models/fine_tuned/adapter_model.safetensors").is_file()
@@ -75,11 +75,14 @@ def test_export_merges_the_adapter_into_a_servable_model(smoke_project):
     assert not any("lora" in name for name, _ in model.named_parameters())
 
 
-def test_training_log_holds_validation_and_speed(smoke_project):
+def test_training_log_holds_validation_and_the_speed_log_the_clock(smoke_project):
     log = pd.read_csv(smoke_project / "data/08_reporting/training_log.csv")
     assert log["step"].tolist() == list(range(1, 13))
     assert log["val_loss"].notna().sum() == 3  # every 4 steps in the smoke environment
-    assert (log["mfu"] > 0).all() and (log["tokens_per_s"] > 0).all()
+    assert not {"tokens_per_s", "mfu", "elapsed_s"} & set(log.columns)  # the same bytes every run
+    speed = pd.read_csv(smoke_project / "data/08_reporting/training_speed.csv")
+    assert speed["step"].tolist() == list(range(1, 13))
+    assert (speed["mfu"] > 0).all() and (speed["tokens_per_s"] > 0).all() and speed["elapsed_s"].is_monotonic_increasing
 
 
 def test_full_run_writes_metrics_with_counts_and_intervals(smoke_project):

@@ -47,6 +47,12 @@ class _Switch(_Block):
 class SubskillSpec(_Block):
     rows: int = Field(ge=0, description="exercises to make (0: none)")
     words: list[PositiveInt] = Field(min_length=2, max_length=2, description="[lo, hi] words per exercise")
+    top_n: PositiveInt | None = Field(
+        default=None,
+        description="practise the language's top_n most frequent words (wordfreq) instead of the profile's",
+    )
+    capitalise: Share = Field(default=0.0, description="share of words written with a capital first letter")
+    punctuate: Share = Field(default=0.0, description="share of words followed by a mark (. , ! ?)")
 
     @model_validator(mode="after")
     def _ordered(self) -> "SubskillSpec":
@@ -128,7 +134,9 @@ class GenerationParams(_Block):
     n_train: PositiveInt = Field(description="rows drawn for training (before curation)")
     n_test: PositiveInt = Field(description="distinct strings held out, never in train")
     label_noise: float = Field(ge=0, lt=1, description="share of training labels replaced by wrong ones")
-    subskills: dict[str, dict[str, SubskillSpec] | None] = Field(description="task -> sub-skill -> spec")
+    subskills: dict[str, dict[str, SubskillSpec] | None] = Field(
+        description="task -> sub-skill -> spec", json_schema_extra={"keys": ["<task>", "<sub-skill>"]}
+    )
     vocabulary: Vocabulary
     profiles: Profiles
 
@@ -452,6 +460,17 @@ def _rows(spec: dict, defs: dict, prefix: str):
         yield path, kind.replace("|", "\\|"), text.replace("|", "\\|")
         if nested:
             yield from _rows(nested, defs, path)
+        keys = prop.get("keys", [])
+        if keys:  # a mapping of free names (e.g. task -> sub-skill -> spec): the spec's fields
+            yield from _rows(_mapped(prop, defs, len(keys)), defs, ".".join([path, *keys]))
+
+
+def _mapped(prop: dict, defs: dict, depth: int) -> dict:
+    """The object schema ``depth`` levels of mappings below ``prop``."""
+    for _ in range(depth):
+        options = [defs[o["$ref"].split("/")[-1]] if "$ref" in o else o for o in prop.get("anyOf", [prop])]
+        prop = next(o for o in options if "additionalProperties" in o)["additionalProperties"]
+    return defs[prop["$ref"].split("/")[-1]] if "$ref" in prop else prop
 
 
 def _kind(option: dict) -> str:

@@ -14,12 +14,12 @@ from synthtune.llm import answer_logits, collate, left_pad, per_row_sum, split_b
 
 @torch.no_grad()
 def score_answers(
-    model, examples, pad_id: int, batch_size: int, device, max_tokens: int | None = None
+    model, examples, pad_id: int, batch_size: int, device, max_tokens: int | None = None, progress=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Teacher-forced scoring of each row's answer in one forward pass per batch.
 
     Batches hold rows of similar length, at most ``batch_size`` rows and ``max_tokens``
-    padded tokens.
+    padded tokens. ``progress``, if given, is called with the number of rows each batch scored.
 
     Returns:
         Per row: summed answer-token loss, number of answer tokens (EOS included), and
@@ -40,6 +40,8 @@ def score_answers(
         tokens[rows] = torch.bincount(row, minlength=n).cpu().numpy()
         misses = per_row_sum((logits.argmax(-1) != targets).float(), row, n)
         exact[rows] = (misses == 0).cpu().numpy()
+        if progress is not None:
+            progress(len(rows))
     model.train(was_training)
     return loss, tokens, exact
 

@@ -162,13 +162,22 @@ class Task(ABC):
 
     # --- sub-skills -----------------------------------------------------------------------
     def make_subskill_rows(
-        self, name: str, words: list[str], n_rows: int, words_per_row: tuple[int, int], rng: np.random.Generator
+        self,
+        name: str,
+        words: list[str],
+        n_rows: int,
+        words_per_row: tuple[int, int],
+        rng: np.random.Generator,
+        capitalise: float = 0.0,
+        punctuate: float = 0.0,
     ) -> pd.DataFrame:
         """``n_rows`` exercises of sub-skill ``name``, covering ``words`` evenly.
 
         Words are dealt from seeded shuffles of the whole list, one shuffle after another, so
         every word appears as often as any other (give or take one) whatever ``n_rows`` is:
-        a rare word is practised as much as a common one.
+        a rare word is practised as much as a common one. A ``capitalise`` share of the dealt
+        words is written with a capital first letter and a ``punctuate`` share is followed by
+        a mark, as real text writes them (``Dog`` and ``dog.`` are other tokens than ``dog``).
 
         Returns:
             ``row_id``, ``subskill``, ``text``, ``prompt``, ``template_id``, ``answer``.
@@ -181,7 +190,7 @@ class Task(ABC):
             [np.zeros(0, dtype=np.int64)]
             + [rng.permutation(len(words)) for _ in range(-(-needed // max(len(words), 1)))]
         )
-        pool = np.asarray(words, dtype=object)[deck[:needed]]
+        pool = style_words(np.asarray(words, dtype=object)[deck[:needed]], rng, capitalise, punctuate)
         chunks = np.split(pool, np.cumsum(sizes)[:-1]) if n_rows else []
         rows = pd.DataFrame({"text": [" ".join(c) for c in chunks]})
         rows = pd.concat([rows, self.render_prompts(rows, skill.templates, rng)], axis=1)
@@ -210,6 +219,20 @@ class Task(ABC):
         return text_features(rows["text"]).assign(
             answer=labels, answer_digits=np.char.str_len(np.abs(labels).astype(str))
         )
+
+
+def style_words(words: np.ndarray, rng: np.random.Generator, capitalise: float, punctuate: float) -> np.ndarray:
+    """``words`` with a ``capitalise`` share capitalised and a ``punctuate`` share followed by
+    ``.``, ``,``, ``!`` or ``?``; no draw is made for a share of 0 (the words come back as
+    they are, and the RNG is untouched)."""
+    words = words.copy()
+    if capitalise:
+        hit = rng.random(len(words)) < capitalise
+        words[hit] = [w[:1].upper() + w[1:] for w in words[hit]]
+    if punctuate:
+        hit = rng.random(len(words)) < punctuate
+        words[hit] = words[hit] + np.array([".", ",", "!", "?"], dtype=object)[rng.integers(0, 4, int(hit.sum()))]
+    return words
 
 
 def fill_template(template: str, rows: pd.DataFrame) -> np.ndarray:

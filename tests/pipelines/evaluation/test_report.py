@@ -16,11 +16,13 @@ from synthtune.pipelines.evaluation.scores import (
 
 from .test_behaviour import STUBS, VOCABULARY, answer_with, literal_test_rows
 from .test_nodes import PARAMS
-from .test_scores import BASE, PROBES, TEST, TRAIN
+from .test_scores import BASE, EXERCISES, PROBES, TEST, TRAIN
 
 
 def evaluation_outputs():
-    described = describe_predictions(TRAIN, "letter_count", tuned_test=TEST, tuned_probes=PROBES, base_test=BASE)
+    described = describe_predictions(
+        TRAIN, EXERCISES, "letter_count", tuned_test=TEST, tuned_probes=PROBES, base_test=BASE
+    )
     parts, slices = score_parts(described), score_slices(described)
     params = {**PARAMS, "behaviour": {"n_strings": 5, "min_words": 2, "max_words": 12}}
     rows = make_behaviour_set(literal_test_rows(), VOCABULARY, "letter_count", params)

@@ -32,6 +32,7 @@ def predictions(model, set_name, texts, completions, part=None, **extra):
 
 
 TRAIN = pd.DataFrame({"text": ["dog cat", "a dog", "cat cat cat"]})
+EXERCISES = pd.DataFrame({"text": ["be house"]})  # sub-skill rows: their words are seen too
 TEST = predictions("tuned", "test", ["dog dog a", "a a", "cat", "zebra cat"], ["7", "4", "3", "8"])
 PROBES = predictions(
     "tuned", "probes", ["a a", "be be be be", "dog dog a dog"], ["2", "0", "10"], category=["case_study"] * 3
@@ -41,12 +42,13 @@ BASE = predictions("base", "test", ["dog dog a", "a a"], ["It has 7 letters.", "
 
 @pytest.fixture
 def described():
-    return describe_predictions(TRAIN, "letter_count", tuned_test=TEST, tuned_probes=PROBES, base_test=BASE)
+    return describe_predictions(TRAIN, EXERCISES, "letter_count", tuned_test=TEST, tuned_probes=PROBES, base_test=BASE)
 
 
 def test_slice_features_come_from_the_shared_definitions_and_the_training_rows(described):
     assert described["n_words"].tolist() == [3, 2, 1, 2, 2, 4, 4, 3, 2]
     assert described["unseen_words"].tolist()[:4] == [0, 0, 0, 1]  # "zebra" is in no training string
+    assert described["unseen_words"].tolist()[5] == 0  # "be" is in an exercise
     assert described["longer_than_train"].tolist()[:6] == [False, False, False, False, False, True]
     assert described["answer_digits"].tolist()[:4] == [1, 1, 1, 1]
 

@@ -8,6 +8,7 @@ from synthtune.pipelines.generation.nodes import (
     build_vocabulary,
     check_generation_params,
     draw_rows,
+    frequent_words,
     make_external_set,
     make_heldout_template_set,
     make_probe_set,
@@ -141,6 +142,20 @@ def test_subskill_set_makes_the_asked_rows_of_each_subskill(vocabulary):
     none = make_subskill_set(vocabulary, {**PARAMS, "subskills": {}})
     assert none.empty and list(none.columns) == list(rows.columns)
     assert make_subskill_set(vocabulary, {**params, "task": "char_count"}).empty  # exercises follow the task
+
+
+def test_subskill_words_can_come_from_more_of_the_language_and_be_styled(vocabulary):
+    spec = {"rows": 400, "words": [5, 5], "top_n": 5000, "capitalise": 0.3, "punctuate": 0.2}
+    small = vocabulary.head(300)
+    rows = make_subskill_set(small, {**PARAMS, "subskills": {"letter_count": {"word_lengths": spec}}})
+    words = " ".join(rows["text"]).split()
+    plain = {w.rstrip(".,!?").lower() for w in words}
+    assert len(plain - set(small["word"])) > 1000  # words beyond the profile's vocabulary ...
+    assert plain <= set(frequent_words("en", 5000))  # ... among the language's 5,000 most frequent
+    capitalised = sum(w[0].isupper() for w in words) / len(words)
+    punctuated = sum(w[-1] in ".,!?" for w in words) / len(words)
+    assert 0.25 < capitalised < 0.35 and 0.15 < punctuated < 0.25
+    assert get_task("letter_count").verify_subskill_rows(rows).all()  # "Dog." counts 3, as the answer says
 
 
 def test_split_is_disjoint_and_keeps_repeats_in_train():

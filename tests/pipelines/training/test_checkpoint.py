@@ -42,9 +42,10 @@ def plant(directory, name, step, fingerprint):
     (directory / name / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
 
 
-def save(directory, step, fingerprint=OURS, keep_last=1):
+def save(directory, step, fingerprint=OURS, keep_last=1, best=False):
     model, optimizer, scheduler = trainer()
-    state = {"fingerprint": fingerprint, "log": [], "best_weights": None}
+    best_weights = {n: p.detach().clone() for n, p in model.named_parameters()} if best else None
+    state = {"fingerprint": fingerprint, "log": [], "best_weights": best_weights}
     return save_checkpoint(directory, step, model, optimizer, scheduler, state, keep_last)
 
 
@@ -188,3 +189,18 @@ def test_hash_state_dict_streams_every_byte():
         checkpoint.hash_state_dict(digest, tensors)
         digests.append(digest.hexdigest())
     assert digests[0] != digests[1]
+
+
+@pytest.mark.parametrize("damaged", ["trainable.safetensors", "best.safetensors"])
+def test_a_truncated_checkpoint_is_named_and_nothing_is_loaded(tmp_path, damaged):
+    path = save(tmp_path / "ckpt", 20, best=True)
+    file = path / damaged
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    model, optimizer, scheduler = trainer()
+    with torch.no_grad():
+        model.weight.zero_()  # differs from the saved weights: a partial load would show
+    before = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict()))
+    with pytest.raises(ValueError, match=rf"{damaged}: the checkpoint is damaged or truncated.*Delete .*ckpt"):
+        restore(path, model, optimizer, scheduler)
+    assert torch.equal(model.weight, before[0]["weight"])
+    assert str(optimizer.state_dict()) == str(before[1]) and scheduler.state_dict() == before[2]

@@ -10,6 +10,7 @@ from synthtune.pipelines.validation.nodes import (
     derive_expectation_parameters,
     gate_on_validation,
     run_expectation_suite,
+    stable_page,
 )
 
 from ...conftest import make_rows
@@ -143,3 +144,22 @@ def test_expectation_parameters_come_from_the_eval_sets():
     )
     assert params["eval_label_low"] == 1.0
     assert params["eval_label_high"] == pytest.approx(pd.Series([1, 0] + [3] * 19 + [40] + [13, 6] * 2).quantile(0.95))
+
+
+def test_data_docs_pages_lose_the_clock_and_random_ids_but_keep_their_links():
+    def page(clock: str, a: str, b: str) -> bytes:
+        return (
+            f'<img src="logo.png?d={clock}"><a href="#body-{a}"></a><div id=body-{a}></div><div id=body-{b}></div>'
+            f"<span>ge_load_time</span></td><td><span >{clock}</span>"
+        ).encode()
+
+    one = page(
+        "20261128T225721.665130Z", "f8b774ac-4352-41cd-b212-2d1e9b74f151", "91cb0200-db24-4975-a865-5238a9a92f7e"
+    )
+    two = page(
+        "20261129T010203.000001Z", "0b1e0e5c-1111-4222-8333-444455556666", "7d9f2a10-aaaa-4bbb-8ccc-ddddeeeeffff"
+    )
+    assert stable_page(one) == stable_page(two)
+    stable = stable_page(one).decode()
+    assert "2026" not in stable and "?d=" not in stable
+    assert stable.count("body-block-0") == 2 and "body-block-1" in stable  # a link still finds its block

@@ -154,9 +154,10 @@ def predict_eval_set(
     n_answer = np.array([len(e["answer"]) for e in examples], dtype=np.int64)
     fast = np.zeros(len(rows), dtype=bool)
     if settings.fast_path and len(rows):
-        _, _, exact = score_answers(
-            net, examples, tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens
-        )
+        with tqdm(total=len(rows), desc=f"score {model_name}/{set_name}", unit="row") as bar:
+            _, _, exact = score_answers(
+                net, examples, tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens, bar.update
+            )
         fast = exact & (n_answer <= budgets)
     completions = rows["answer"].to_numpy(dtype=object, copy=True)
     new_tokens = np.where(fast, n_answer, 0)

@@ -107,6 +107,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             scores.describe_predictions,
             {
                 "train_rows": "model_input_train",
+                "subskill_rows": "curated_subskill",
                 "task_name": task,
                 **{f"{m}_{name}": prediction[m, name] for m in MODELS for name in sets},
             },

@@ -35,11 +35,13 @@ SLICES: dict[str, Any] = {
 }
 
 
-def describe_predictions(train_rows: pd.DataFrame, task_name: str, **predictions: pd.DataFrame) -> pd.DataFrame:
+def describe_predictions(
+    train_rows: pd.DataFrame, subskill_rows: pd.DataFrame, task_name: str, **predictions: pd.DataFrame
+) -> pd.DataFrame:
     """Every prediction of every model and set in one table, with the features slices use.
 
-    ``unseen_words`` counts a string's words that no training string uses;
-    ``longer_than_train`` marks strings with more words than any training string.
+    ``unseen_words`` counts a string's words that no training string and no sub-skill
+    exercise uses; ``longer_than_train`` marks strings with more words than any training string.
     """
     rows = pd.concat(list(predictions.values()), ignore_index=True)
     task = get_task(task_name)
@@ -51,7 +53,9 @@ def describe_predictions(train_rows: pd.DataFrame, task_name: str, **predictions
             features.drop(columns=[c for c in features.columns if c in rows.columns]),
             pd.DataFrame(
                 {
-                    "unseen_words": unseen_word_counts(rows["text"], vocabulary_of(train_rows["text"])),
+                    "unseen_words": unseen_word_counts(
+                        rows["text"], vocabulary_of(pd.concat([train_rows["text"], subskill_rows["text"]]))
+                    ),
                     "longer_than_train": features["n_words"].to_numpy() > train_words.max(initial=0),
                 }
             ),

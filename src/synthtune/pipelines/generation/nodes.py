@@ -77,22 +77,33 @@ def build_vocabulary(params: dict[str, Any]) -> pd.DataFrame:
     """
     import wordfreq  # here, not at the top: its import costs every kedro command ~0.5 s
 
-    if not isinstance(params["top_n"], int) or params["top_n"] < 1:
-        raise ValueError(f"generation.vocabulary.top_n must be a positive integer, got {params['top_n']!r}")
+    words = frequent_words(params["language"], params["top_n"])
+    frequency = [wordfreq.word_frequency(w, params["language"]) for w in words]
+    return pd.DataFrame({"word": words, "frequency": frequency})
+
+
+def frequent_words(language: str, top_n: int) -> list[str]:
+    """The language's ``top_n`` most frequent wordfreq words, most frequent first, kept where
+    they are lowercase letters with at most one apostrophe.
+
+    Raises:
+        ValueError: on an unknown language, or if no word survives the filter.
+    """
+    import wordfreq
+
+    if not isinstance(top_n, int) or top_n < 1:
+        raise ValueError(f"generation.vocabulary.top_n must be a positive integer, got {top_n!r}")
     languages = sorted(wordfreq.available_languages())
-    if params["language"] not in languages:
-        raise ValueError(
-            f"generation.vocabulary.language={params['language']!r} is unknown to wordfreq; allowed: {languages}"
-        )
-    raw = wordfreq.top_n_list(params["language"], params["top_n"])
+    if language not in languages:
+        raise ValueError(f"generation.vocabulary.language={language!r} is unknown to wordfreq; allowed: {languages}")
+    raw = wordfreq.top_n_list(language, top_n)
     words = list(dict.fromkeys(w for w in raw if WORD.fullmatch(w)))
     if not words:
         raise ValueError(
             f"generation.vocabulary: no word left after filtering {len(raw)} words of language "
-            f"{params['language']!r}; expected lowercase words of letters"
+            f"{language!r}; expected lowercase words of letters"
         )
-    frequency = [wordfreq.word_frequency(w, params["language"]) for w in words]
-    return pd.DataFrame({"word": words, "frequency": frequency})
+    return words
 
 
 def draw_rows(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
@@ -251,8 +262,10 @@ def make_subskill_set(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.Da
 
     Each sub-skill the task declares (e.g. ``word_lengths``: every word with its letter
     count) gets ``rows`` rows of ``words`` = ``[lo, hi]`` words each, dealt so that every
-    word the profile draws from (:func:`~synthtune.profiles.profile_words`) is practised
-    equally often. None are made when the mapping is empty.
+    word the profile draws from (:func:`~synthtune.profiles.profile_words`), or with
+    ``top_n`` each of the language's ``top_n`` most frequent words, is practised equally
+    often; ``capitalise`` and ``punctuate`` write shares of them as sentences do. None are
+    made when the mapping is empty.
 
     Returns:
         ``row_id``, ``subskill``, ``text``, ``prompt``, ``template_id``, ``answer``.
@@ -260,9 +273,17 @@ def make_subskill_set(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.Da
     check_generation_params(params)
     task = get_task(params["task"])
     rng = rng_for(params["seed"], STREAM_SUBSKILL)
-    words = profiles.profile_words(params["profile"], vocabulary)
+    profile_words = profiles.profile_words(params["profile"], vocabulary)
     parts = [
-        task.make_subskill_rows(name, words, entry["rows"], tuple(entry["words"]), rng)
+        task.make_subskill_rows(
+            name,
+            frequent_words(params["vocabulary"]["language"], entry["top_n"]) if entry.get("top_n") else profile_words,
+            entry["rows"],
+            tuple(entry["words"]),
+            rng,
+            entry.get("capitalise", 0.0),
+            entry.get("punctuate", 0.0),
+        )
         for name, entry in sorted(((params.get("subskills") or {}).get(task.name) or {}).items())
         if entry["rows"]
     ]

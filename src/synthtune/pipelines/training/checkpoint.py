@@ -243,20 +243,36 @@ def restore(path: Path, model, optimizer, scheduler) -> dict[str, torch.Tensor] 
     Raises:
         ValueError: ``trainer_state.pt`` holds anything but tensors and plain values (a
             planted pickle could run code when loaded) or is damaged; it is not executed.
+            Or a weights file is missing, truncated or damaged. Nothing is loaded into the
+            model, optimizer or schedule before every file has been read whole.
     """
-    from safetensors.torch import load_file
-
     trainer_file = Path(path) / _TRAINER_STATE
     try:
         trainer = torch.load(trainer_file, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         raise ValueError(
             f"{trainer_file}: refusing to load it; it holds objects other than tensors and plain values, or is "
             f"damaged, so it was not written by this code. Delete {path} to train without it."
         ) from error
-    load_weights(model, load_file(Path(path) / "trainable.safetensors"))
+    weights = _read_weights(Path(path) / "trainable.safetensors")
+    best = Path(path) / "best.safetensors"
+    best_weights = _read_weights(best) if best.is_file() else None
+    load_weights(model, weights)
     optimizer.load_state_dict(trainer["optimizer"])
     scheduler.load_state_dict(trainer["scheduler"])
     set_rng_state(trainer["rng"])
-    best = Path(path) / "best.safetensors"
-    return load_file(best) if best.is_file() else None
+    return best_weights
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's safetensors file, read whole, or an error naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(
+            f"{path}: the checkpoint is damaged or truncated ({type(error).__name__}: {error}). "
+            f"Delete {path.parent} to train without it."
+        ) from error

@@ -297,7 +297,9 @@ class Run:
     examples: list[dict[str, list[int]]]  # encoded training rows
     lengths: np.ndarray  # real (non-pad) tokens of each training row
     held_out: list[dict[str, list[int]]]  # encoded validation rows
-    probes: list[dict[str, list[int]]]  # encoded probe rows, scored where validation.probes is on
+    probes: dict[
+        str, list[dict[str, list[int]]]
+    ]  # monitored sets (name -> encoded rows), where validation.probes is on
     plan: list[list[np.ndarray]]  # row indices of each step's micro-batches
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -326,7 +328,7 @@ def setup(
     train_rows: pd.DataFrame,
     validation_rows: pd.DataFrame,
     params: dict[str, Any],
-    probe_rows: pd.DataFrame | None = None,
+    probe_rows: pd.DataFrame | dict[str, pd.DataFrame] | None = None,
 ) -> Run:
     """Check the parameters, build the model, plan every step's micro-batches, refuse a
     batch that cannot fit, and resume from this run's checkpoint where there is one."""
@@ -364,9 +366,12 @@ def setup(
         examples=examples,
         lengths=lengths,
         held_out=encode_rows(validation_rows, tokenizer, params["system_prompt"]),
-        probes=encode_rows(probe_rows, tokenizer, params["system_prompt"])
-        if probe_rows is not None and params["validation"]["probes"]
-        else [],
+        probes={
+            name: encode_rows(rows, tokenizer, params["system_prompt"])
+            for name, rows in monitored_sets(probe_rows).items()
+        }
+        if params["validation"]["probes"]
+        else {},
         plan=plan,
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, params),
@@ -510,12 +515,21 @@ def evaluate(run: Run, step: int) -> dict[str, float]:
     if not run.held_out or not (step == run.max_steps or (every and step % every == 0)):
         return {}
     metrics = validation_metrics(run.model, run.held_out, run.pad_id, run.params, run.device)
-    if run.probes:
+    for name, examples in run.probes.items():
         _, _, exact = score_answers(
-            run.model, run.probes, run.pad_id, run.params["batch_size"], run.device, run.params["max_batch_tokens"]
+            run.model, examples, run.pad_id, run.params["batch_size"], run.device, run.params["max_batch_tokens"]
         )
-        metrics["probes_exact_match"] = float(exact.mean())
+        metrics[f"{name}_exact_match"] = float(exact.mean())
     return metrics
+
+
+def monitored_sets(probe_rows: pd.DataFrame | dict[str, pd.DataFrame] | None) -> dict[str, pd.DataFrame]:
+    """The sets scored at each validation: the probe set (logged as ``probes_exact_match``),
+    or several named sets (``<name>_exact_match`` each), as the learning-curve benchmark
+    passes them."""
+    if probe_rows is None:
+        return {}
+    return dict(probe_rows) if isinstance(probe_rows, dict) else {"probes": probe_rows}
 
 
 def track_best(run: Run, row: dict[str, float]) -> str | None:
@@ -564,12 +578,12 @@ def fine_tune(
     train_rows: pd.DataFrame,
     validation_rows: pd.DataFrame,
     params: dict[str, Any],
-    probe_rows: pd.DataFrame | None = None,
+    probe_rows: pd.DataFrame | dict[str, pd.DataFrame] | None = None,
 ) -> tuple[Any, pd.DataFrame]:
     """Fine-tune on the answer tokens of ``train_rows``; see ``conf/base/parameters_training.yml``.
 
-    ``probe_rows`` (the probe set) are scored at each validation when
-    ``validation.probes`` is on, for the learning curve; they never steer training.
+    ``probe_rows`` (the probe set, or a mapping of named sets) are scored at each validation
+    when ``validation.probes`` is on, for the learning curve; they never steer training.
 
     Returns:
         The trained model (a peft model holding the adapter, or the whole model for

@@ -123,6 +123,22 @@ def add_subskill_rows(rows: pd.DataFrame, subskill_rows: pd.DataFrame) -> pd.Dat
     return pd.concat([rows, exercises], ignore_index=True)
 
 
+#: Columns of the training log that measure the machine, not the training: they differ
+#: from one run to the next, so they are kept apart from what DVC versions.
+SPEED_COLUMNS = ["tokens_per_s", "mfu", "elapsed_s"]
+
+
+def split_training_log(log: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training log (loss, learning rate, gradient norm, tokens, FLOPs, validation
+    metrics: the same bytes whenever the same training runs, a DVC plot) and the speed log
+    (step, tokens/s, MFU, elapsed time: wall-clock readings, a run log like Kedro's own).
+
+    A resumed run writes the same training log as one never stopped; keeping the clock out of
+    it lets ``dvc status`` and ``dvc repro`` see a rerun with the same parameters as no change.
+    """
+    return log.drop(columns=SPEED_COLUMNS), log[["step", *SPEED_COLUMNS]]
+
+
 def merge_fine_tuned(base_model: LanguageModel, fine_tuned: Any) -> LanguageModel:
     """The base model with the fine-tuning merged in: one plain model directory to serve."""
     return apply_fine_tuning(base_model, fine_tuned)

@@ -3,12 +3,12 @@
 from kedro.pipeline import Pipeline, node
 
 from .loop import fine_tune
-from .nodes import add_subskill_rows, merge_fine_tuned, prepare_base_model, split_validation_rows
+from .nodes import add_subskill_rows, merge_fine_tuned, prepare_base_model, split_training_log, split_validation_rows
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """GGUF -> plain base model; base model + validated rows + sub-skill exercises -> fine-tuned
-    weights + log."""
+    weights, the training log and the speed log."""
     return Pipeline(
         [
             node(prepare_base_model, "params:training.base_model", "base_model", name="prepare_base_model"),
@@ -22,8 +22,11 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 fine_tune,
                 ["base_model", "fitting_rows", "validation_rows", "params:training", "probe_set"],
-                ["fine_tuned", "training_log"],
+                ["fine_tuned", "full_training_log"],
                 name="fine_tune",
+            ),
+            node(
+                split_training_log, "full_training_log", ["training_log", "training_speed"], name="split_training_log"
             ),
         ]
     )

@@ -6,7 +6,10 @@ sets, distribution features), run the suite in-process with Great Expectations 1
 whole table, render GX Data Docs, and stop the run on a failure of a stopping severity.
 """
 
+import datetime
+import hashlib
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from synthtune.tasks import get_task
 from synthtune.text import normalise_text, text_features
 
 SEVERITIES = ("critical", "warning")
+# The time every validation run is filed under (see content_run_id).
+_RUN_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 
 
 class DataValidationError(RuntimeError):
@@ -126,8 +131,14 @@ def run_expectation_suite(
                 result_format="SUMMARY",
             )
         )
-        run = checkpoint.run(batch_parameters={"dataframe": rows}, expectation_parameters=expectation_parameters)
-        site = {str(p.relative_to(docs)): p.read_bytes() for p in sorted(Path(docs).rglob("*")) if p.is_file()}
+        run = checkpoint.run(
+            batch_parameters={"dataframe": rows},
+            expectation_parameters=expectation_parameters,
+            run_id=content_run_id(rows),
+        )
+        site = {
+            str(p.relative_to(docs)): stable_page(p.read_bytes()) for p in sorted(Path(docs).rglob("*")) if p.is_file()
+        }
     (result,) = run.run_results.values()
     checks = [_summarise_result(r, severities) for r in result.results]
     summary = {
@@ -140,6 +151,33 @@ def run_expectation_suite(
         "expectations": checks,
     }
     return _jsonable(summary), site
+
+
+def content_run_id(rows: pd.DataFrame):
+    """The GX run identifier of a validation of ``rows``: named by the table's content, at a
+    fixed time. GX names a run by the clock otherwise, and the Data Docs would differ from
+    one run to the next (folder names and pages), so DVC would see a changed output after
+    every rerun; with this, the same rows give the same site, byte for byte."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    digest = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
+    return RunIdentifier(run_name=f"rows-{digest[:12]}", run_time=_RUN_TIME)
+
+
+_CLOCK = re.compile(rb"\?d=\d{8}T\d{6}\.\d{6}Z")
+_LOAD_TIME = re.compile(rb"(ge_load_time</span>.*?>)\d{8}T\d{6}\.\d{6}Z", re.DOTALL)
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def stable_page(page: bytes) -> bytes:
+    """A Data Docs file without what GX takes from the clock or the RNG: the cache-busting
+    ``?d=<time>`` of its logo, the batch's ``ge_load_time`` (replaced by the fixed run time)
+    and the uuid4 ids of collapsible blocks (numbered in order of appearance instead)."""
+    page = _LOAD_TIME.sub(
+        lambda m: m.group(1) + _RUN_TIME.strftime("%Y%m%dT%H%M%S.%fZ").encode(), _CLOCK.sub(b"", page)
+    )
+    ids: dict[bytes, bytes] = {}
+    return _UUID.sub(lambda m: ids.setdefault(m.group(0), b"block-%d" % len(ids)), page)
 
 
 def gate_on_validation(summary: dict[str, Any], rows: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -134,3 +135,13 @@ def test_an_atomic_file_save_removes_a_killed_runs_temporary_file(tmp_path):
     stale.write_text("{half")
     AtomicJSONDataset(filepath=str(tmp_path / "metrics.json")).save({"k": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_json_report_with_nan_is_refused_and_the_old_file_kept(tmp_path):
+    path = tmp_path / "metrics.json"
+    dataset = AtomicJSONDataset(filepath=str(path))
+    dataset.save({"accuracy": 0.5})
+    with pytest.raises(DatasetError, match="metrics.json"):
+        dataset.save({"accuracy": float("nan")})  # "NaN" is not JSON: browsers and DVC reject it
+    assert json.loads(path.read_text()) == {"accuracy": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

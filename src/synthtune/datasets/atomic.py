@@ -49,7 +49,11 @@ class AtomicCSVDataset(_AtomicSave, CSVDataset):
 
 
 class AtomicJSONDataset(_AtomicSave, JSONDataset):
-    """``json.JSONDataset`` with an atomic save (local files)."""
+    """``json.JSONDataset`` with an atomic save (local files), writing standard JSON only: a
+    NaN or infinity fails the save (naming the dataset) instead of writing ``NaN``, which
+    Python reads back but browsers (kedro-viz's preview), DVC and other tools do not."""
+
+    DEFAULT_SAVE_ARGS: dict[str, Any] = {**JSONDataset.DEFAULT_SAVE_ARGS, "allow_nan": False}
 
 
 class AtomicTextDataset(_AtomicSave, TextDataset):

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,3 +108,16 @@ def test_metrics_nest_model_part_and_reading(described):
     assert metrics["behaviour"]["tuned"]["shuffle_words"]["k"] == 3
     assert metrics["perplexity"] == {"tuned": 30.0, "base": 20.0, "ratio": 1.5, "tokens": 10}
     assert np.isfinite(metrics["tuned"]["test"]["median_abs_error"])
+
+
+def test_a_part_without_any_number_has_no_median_error_and_stays_valid_json():
+    prose = predictions("base", "probes", ["a a", "dog"], ["I cannot tell.", "Many letters."])
+    parts = score_parts(describe_predictions(TRAIN, EXERCISES, "letter_count", base_probes=prose))
+    metrics = summarise_evaluation(
+        parts,
+        pd.DataFrame(columns=["model", "check"]),
+        {"perplexity": 3.0, "tokens": 1},
+        {"perplexity": 3.0, "tokens": 1},
+    )
+    assert metrics["base"]["probes"]["median_abs_error"] is None
+    json.dumps(metrics, allow_nan=False)  # what metrics.json is saved with

@@ -170,7 +170,8 @@ def summarise_evaluation(
             "lenient": _nested("lenient", record),
             "teacher_forced": round(record["teacher_forced"], 4),
             "stopped": round(record["stopped"], 4),
-            "median_abs_error": record["median_abs_error"],
+            # None where no completion had a number (the DataFrame holds it as NaN)
+            "median_abs_error": None if pd.isna(record["median_abs_error"]) else record["median_abs_error"],
         }
     metrics["behaviour"] = {}
     for record in behaviour.to_dict("records"):

@@ -27,19 +27,27 @@ In a Kedro run the same curve is the training log: ``kedro run --pipelines train
 import argparse
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
 from synthtune.datasets import HFModelDataset
 from synthtune.experiments import kedro_parameters
+from synthtune.metrics import accuracy, format_accuracy
 from synthtune.pipelines.curation.nodes import curate_subskill_rows
-from synthtune.pipelines.generation.nodes import make_subskill_set
+from synthtune.pipelines.generation import nodes as generation_nodes
+from synthtune.pipelines.generation.nodes import WORD, ask, build_vocabulary, make_subskill_set
 from synthtune.pipelines.training.loop import fine_tune
 from synthtune.pipelines.training.nodes import add_subskill_rows, split_validation_rows
+from synthtune.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The sets scored as training goes: the held-out validation rows, the probes, and words no
+#: configuration trains on (see unseen_word_sets).
+MONITORED = ("val", "probes", "unseen_words", "unseen_sentences")
 
 # name -> overrides of conf/base: "generation" (sub-skills), "training" (deep-merged).
 CONFIGS: dict[str, dict] = {
@@ -61,6 +69,32 @@ CONFIGS: dict[str, dict] = {
     "lr_1e-3": {"training": {"learning_rate": 1.0e-3}},
     "rank_64": {"training": {"lora": {"r": 64, "lora_alpha": 128}}},
     "full": {"training": {"method": "full", "learning_rate": 5.0e-5}},
+    # the exercises over more words than the task rows use (each practised fewer times): does a
+    # model learn word lengths it can apply to words it never practised?
+    "exercises_10k": {"generation": {"vocabulary": {"top_n": 10000}}},
+    "exercises_30k": {"generation": {"vocabulary": {"top_n": 30000}}},
+    # a repeated word written with the time it occurs (dog dog a -> dog 3 (3), dog#2 3 (6), ...)
+    "ordinals": {"generation": {"answer_format": "tally_ordinal"}},
+    # half the exercise words from the 1,000 the task rows use, half from the language's 10,000
+    # most frequent; a share capitalised or followed by a mark, as in sentences
+    "mixed": {
+        "generation": {
+            "subskills": {
+                "letter_count": {
+                    "word_lengths": {"top_n": 10000, "top_n_share": 0.5, "capitalise": 0.2, "punctuate": 0.15}
+                }
+            }
+        }
+    },
+    # the three together: exercises over 10,000 words, a share capitalised or followed by a
+    # mark as in sentences, and ordinals
+    "candidate": {
+        "generation": {
+            "answer_format": "tally_ordinal",
+            "vocabulary": {"top_n": 10000},
+            "subskills": {"letter_count": {"word_lengths": {"capitalise": 0.2, "punctuate": 0.15}}},
+        }
+    },
 }
 
 
@@ -70,12 +104,70 @@ def parameters(override: dict) -> dict:
     return kedro_parameters(ROOT, "base", override)
 
 
+def is_dev_word(word: str) -> bool:
+    """Words held out of every configuration's exercises: a fixed 3% by hash."""
+    return zlib.crc32(word.encode()) % 100 < 3
+
+
+# Every word list the generation nodes read from wordfreq (a sub-skill's top_n) leaves the dev
+# words out here, so that the unseen-word sets stay unseen whatever a configuration asks for.
+_frequent_words = generation_nodes.frequent_words
+generation_nodes.frequent_words = lambda language, top_n: [
+    w for w in _frequent_words(language, top_n) if not is_dev_word(w)
+]
+
+
+def unseen_word_sets(n: int = 150, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Two monitored sets of words no configuration trains on (wordfreq ranks 1,001-30,000,
+    the 3% :func:`is_dev_word` picks): ``unseen_words``, one word each (as CUTE's words), and
+    ``unseen_sentences``, 4-9 words of which about 40% are unseen and the rest among the
+    1,000 most frequent, capitalised and closed with a mark (as CUTE's sentences). They
+    measure whether a model learned word lengths it can apply to words it never practised,
+    without looking at CUTE, which stays for evaluation."""
+    import wordfreq
+
+    ranked = [w for w in wordfreq.top_n_list("en", 30000) if WORD.fullmatch(w)]
+    common, unseen = ranked[:1000], [w for w in ranked[1000:] if is_dev_word(w)]
+    rng = np.random.default_rng(seed)
+    singles = list(rng.choice(unseen, n, replace=False))
+    sentences = []
+    for _ in range(n):
+        words = [rng.choice(unseen) if rng.random() < 0.4 else rng.choice(common) for _ in range(rng.integers(4, 10))]
+        words[0] = words[0][:1].upper() + words[0][1:]
+        sentences.append(" ".join(words) + str(rng.choice([".", "!", "?"])))
+    task = get_task("letter_count")
+    sets = {}
+    for name, texts in (("unseen_words", singles), ("unseen_sentences", sentences)):
+        rows = pd.DataFrame({"text": texts})
+        rows["label"] = task.label(rows)
+        sets[name] = ask(task, rows, task.train_templates, "tally", rng, name)
+    return sets
+
+
+def exercise_vocabulary(params: dict, data: Path) -> pd.DataFrame:
+    """The run's vocabulary, or, when the configuration reads more words
+    (``generation.vocabulary.top_n``), that many, less the held-out dev words."""
+    vocabulary = pd.read_parquet(data / "01_raw/vocabulary.parquet")
+    if params["generation"]["vocabulary"]["top_n"] <= 1000:
+        return vocabulary
+    wide = build_vocabulary(params["generation"]["vocabulary"])
+    return wide[~wide["word"].map(is_dev_word)].reset_index(drop=True)
+
+
+def in_format(rows: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    """Task rows answered in the configuration's ``generation.answer_format``."""
+    if (rows["answer_format"] == fmt).all():
+        return rows
+    task = get_task("letter_count")
+    return rows.assign(answer=task.render_answers(rows, rows["label"], fmt), answer_format=fmt)
+
+
 def fitting_rows(name: str, params: dict, data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The configuration's training rows (with its curated exercises) and validation rows."""
     generation, training = params["generation"], params["training"]
-    rows = pd.read_parquet(data / "05_model_input/train.parquet")
+    rows = in_format(pd.read_parquet(data / "05_model_input/train.parquet"), generation["answer_format"])
     train, validation = split_validation_rows(rows, training["validation"], training["seed"])
-    exercises = make_subskill_set(pd.read_parquet(data / "01_raw/vocabulary.parquet"), generation)
+    exercises = make_subskill_set(exercise_vocabulary(params, data), generation)
     evaluation = [
         pd.read_parquet(data / f"03_primary/{s}.parquet") for s in ("test", "probes", "heldout_templates", "external")
     ]
@@ -94,21 +186,14 @@ def run_config(name: str, minutes: float, every: int, data: Path) -> pd.DataFram
     params = parameters(OmegaConf.to_container(OmegaConf.merge(override, {"training": run})))
     train, validation = fitting_rows(name, params, data)
     base_model = HFModelDataset(filepath=str(data / "06_models/base_model")).load()
-    probes = pd.read_parquet(data / "03_primary/probes.parquet")
-    _, log = fine_tune(base_model, train, validation, params["training"], probes)
+    monitored = {"probes": pd.read_parquet(data / "03_primary/probes.parquet"), **unseen_word_sets()}
+    monitored = {k: in_format(v, params["generation"]["answer_format"]) for k, v in monitored.items()}
+    _, log = fine_tune(base_model, train, validation, params["training"], monitored)
     log["tokens_seen"] = log["tokens"].cumsum()
     measured = log.dropna(subset=["val_exact_match"])
-    return measured.assign(config=name, minutes=measured["elapsed_s"] / 60, n_validation=len(validation))[
-        [
-            "config",
-            "step",
-            "tokens_seen",
-            "minutes",
-            "val_loss",
-            "val_exact_match",
-            "probes_exact_match",
-            "n_validation",
-        ]
+    sizes = {f"n_{name}": len(rows) for name, rows in {"val": validation, **monitored}.items()}
+    return measured.assign(config=name, minutes=measured["elapsed_s"] / 60, **sizes)[
+        ["config", "step", "tokens_seen", "minutes", "val_loss", *(f"{m}_exact_match" for m in MONITORED), *sizes]
     ]
 
 
@@ -118,8 +203,9 @@ def plot(curves: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharey="row")
-    for row, metric in enumerate(("val_exact_match", "probes_exact_match")):
+    metrics = [f"{m}_exact_match" for m in MONITORED]
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(11, 3.2 * len(metrics)), sharey="row")
+    for row, metric in enumerate(metrics):
         for col, x in enumerate(("minutes", "tokens_seen")):
             ax = axes[row, col]
             for name, curve in curves.groupby("config", sort=False):
@@ -128,11 +214,27 @@ def plot(curves: pd.DataFrame, path: Path) -> None:
             ax.set_ylabel(metric.replace("_", " "))
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Teacher-forced exact match while training (validation rows, probes)")
+    fig.suptitle("Teacher-forced exact match while training (validation rows, probes, unseen words)")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
     tmp.replace(path)
+
+
+def at_equal_steps(curves: pd.DataFrame) -> pd.DataFrame:
+    """Each configuration's scores at the last step every configuration reached, as ``k/n =
+    accuracy [95% Wilson interval]`` (comparable in tokens when the configurations' rows are
+    as long; unlike wall time, unaffected by other work on the machine)."""
+    step = curves.groupby("config")["step"].max().min()
+    rows = curves[curves["step"] == step].set_index("config")
+    table = rows[["step", "tokens_seen", "minutes"]].round(1)
+    for metric in MONITORED:
+        n = rows[f"n_{metric}"].astype(int)
+        k = (rows[f"{metric}_exact_match"] * n).round().astype(int)
+        table[metric] = [
+            format_accuracy(accuracy(np.r_[np.ones(a), np.zeros(b - a)])) for a, b in zip(k, n, strict=True)
+        ]
+    return table
 
 
 def at_equal_time(curves: pd.DataFrame) -> pd.DataFrame:
@@ -149,18 +251,22 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=20)
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "build/learning_curve")
+    parser.add_argument(
+        "--csv", type=Path, nargs="*", default=[], help="tabulate and plot these runs' CSVs; train nothing"
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.configs.split(",")) - set(CONFIGS))
     if unknown:
         sys.exit(f"--configs: unknown {unknown}; allowed: {sorted(CONFIGS)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    curves = []
-    for name in args.configs.split(","):
+    curves = [pd.read_csv(path) for path in args.csv]
+    for name in args.configs.split(",") if not args.csv else []:
         curves.append(run_config(name, args.minutes, args.every, args.data))
         pd.concat(curves).to_csv(args.out.with_suffix(".csv"), index=False)  # after each: a kill loses one
     curves = pd.concat(curves, ignore_index=True)
     plot(curves, args.out.with_suffix(".png"))
     print(at_equal_time(curves).to_string(index=False))
+    print(at_equal_steps(curves).to_markdown())
 
 
 if __name__ == "__main__":

@@ -48,8 +48,10 @@ class SubskillSpec(_Block):
     rows: int = Field(ge=0, description="exercises to make (0: none)")
     words: list[PositiveInt] = Field(min_length=2, max_length=2, description="[lo, hi] words per exercise")
     top_n: PositiveInt | None = Field(
-        default=None,
-        description="practise the language's top_n most frequent words (wordfreq) instead of the profile's",
+        default=None, description="also practise the language's top_n most frequent words (wordfreq)"
+    )
+    top_n_share: Share = Field(
+        default=1.0, description="with top_n: the share of exercise words dealt from them (the rest: the profile's)"
     )
     capitalise: Share = Field(default=0.0, description="share of words written with a capital first letter")
     punctuate: Share = Field(default=0.0, description="share of words followed by a mark (. , ! ?)")

@@ -42,7 +42,13 @@ def test_tally_format_runs_a_total_per_word():
     assert tally("") == "Answer: 0"
 
 
-@pytest.mark.parametrize("fmt", ["direct", "tally"])
+def test_ordinal_tally_marks_each_repeat_with_the_time_it_occurs():
+    assert tally("dog dog a", ordinals=True) == "dog 3 (3), dog#2 3 (6), a 1 (7). Answer: 7"
+    assert tally("to be or not to be", ordinals=True).startswith("to 2 (2), be 2 (4), or 2 (6), not 3 (9), to#2 2")
+    assert tally("Dog dog", ordinals=True) == "Dog 3 (3), dog 3 (6). Answer: 6"  # other tokens: no mark
+
+
+@pytest.mark.parametrize("fmt", ["direct", "tally", "tally_ordinal"])
 def test_every_format_parses_back_to_the_label(fmt):
     rows = pd.DataFrame({"text": ["a a", "be be be be", "The end.", "", "x - y", "Hi, 42!"]})
     labels = TASK.label(rows)
@@ -103,7 +109,7 @@ def test_well_formed_answers_read_strictly():
         TASK.parse_answer("7", "spell")
 
 
-@pytest.mark.parametrize("fmt", ["direct", "tally"])
+@pytest.mark.parametrize("fmt", ["direct", "tally", "tally_ordinal"])
 def test_answer_token_bound_holds_and_never_reads_the_label(tiny_lm, fmt):
     texts = ["a a", "entertainment", "Hi, 42!", "", "x - y z", " ".join(["mark"] * 100), "Straße café, über-cool!"]
     rows = pd.DataFrame({"text": texts})
@@ -119,7 +125,7 @@ def test_answer_token_bound_holds_and_never_reads_the_label(tiny_lm, fmt):
 
 def test_unknown_format_names_the_allowed_ones():
     with pytest.raises(
-        ValueError, match=r"answer format 'spell' is unknown for task 'letter_count'; allowed: \['direct', 'tally'\]"
+        ValueError, match=r"answer format 'spell' is unknown for task 'letter_count'; allowed: \['direct', 'tally', 'tally_ordinal'\]"
     ):
         TASK.render_answers(pd.DataFrame({"text": ["a"]}), [1], "spell")
 

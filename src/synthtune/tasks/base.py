@@ -170,14 +170,18 @@ class Task(ABC):
         rng: np.random.Generator,
         capitalise: float = 0.0,
         punctuate: float = 0.0,
+        extra_words: list[str] | None = None,
+        extra_share: float = 0.0,
     ) -> pd.DataFrame:
         """``n_rows`` exercises of sub-skill ``name``, covering ``words`` evenly.
 
         Words are dealt from seeded shuffles of the whole list, one shuffle after another, so
         every word appears as often as any other (give or take one) whatever ``n_rows`` is:
-        a rare word is practised as much as a common one. A ``capitalise`` share of the dealt
-        words is written with a capital first letter and a ``punctuate`` share is followed by
-        a mark, as real text writes them (``Dog`` and ``dog.`` are other tokens than ``dog``).
+        a rare word is practised as much as a common one. An ``extra_share`` of the places is
+        dealt the same way from ``extra_words`` instead (e.g. a wider list of the language's
+        words, each seen less often). A ``capitalise`` share of the dealt words is written with
+        a capital first letter and a ``punctuate`` share is followed by a mark, as real text
+        writes them (``Dog`` and ``dog.`` are other tokens than ``dog``).
 
         Returns:
             ``row_id``, ``subskill``, ``text``, ``prompt``, ``template_id``, ``answer``.
@@ -186,11 +190,11 @@ class Task(ABC):
         lo, hi = words_per_row
         sizes = rng.integers(lo, hi + 1, n_rows)
         needed = int(sizes.sum())
-        deck = np.concatenate(
-            [np.zeros(0, dtype=np.int64)]
-            + [rng.permutation(len(words)) for _ in range(-(-needed // max(len(words), 1)))]
-        )
-        pool = style_words(np.asarray(words, dtype=object)[deck[:needed]], rng, capitalise, punctuate)
+        extra = rng.random(needed) < extra_share if extra_words and extra_share else np.zeros(needed, dtype=bool)
+        pool = np.empty(needed, dtype=object)
+        pool[~extra] = deal(words, int((~extra).sum()), rng)
+        pool[extra] = deal(extra_words or [], int(extra.sum()), rng)
+        pool = style_words(pool, rng, capitalise, punctuate)
         chunks = np.split(pool, np.cumsum(sizes)[:-1]) if n_rows else []
         rows = pd.DataFrame({"text": [" ".join(c) for c in chunks]})
         rows = pd.concat([rows, self.render_prompts(rows, skill.templates, rng)], axis=1)
@@ -219,6 +223,15 @@ class Task(ABC):
         return text_features(rows["text"]).assign(
             answer=labels, answer_digits=np.char.str_len(np.abs(labels).astype(str))
         )
+
+
+def deal(words: list[str], n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` words dealt from seeded shuffles of ``words``, one shuffle after another, so each
+    word comes as often as any other, give or take one."""
+    deck = np.concatenate(
+        [np.zeros(0, dtype=np.int64)] + [rng.permutation(len(words)) for _ in range(-(-n // max(len(words), 1)))]
+    )
+    return np.asarray(words, dtype=object)[deck[:n]]
 
 
 def style_words(words: np.ndarray, rng: np.random.Generator, capitalise: float, punctuate: float) -> np.ndarray:

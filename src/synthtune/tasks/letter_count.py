@@ -11,7 +11,6 @@ import pandas as pd
 
 from .base import COUNT, Subskill, Task, count_digits, count_letters, count_letters_vectorised, token_counts
 
-
 # steps "word N (T)" joined by ", " and closed by ". ", then the answer; none for ""
 TALLY = r"(?:(?:\S+ [0-9]+ \([0-9]+\), )*\S+ [0-9]+ \([0-9]+\)\. )?Answer: " + COUNT
 
@@ -31,10 +30,11 @@ class LetterCount(Task):
         'Letter count of "{text}"?',
         'Ignoring spaces and punctuation, how many letters make up "{text}"?',
     )
-    formats = ("direct", "tally")
+    formats = ("direct", "tally", "tally_ordinal")
     answer_patterns = {
         "direct": COUNT,
         "tally": TALLY,
+        "tally_ordinal": TALLY,
     }
 
     subskills = {
@@ -73,16 +73,18 @@ class LetterCount(Task):
         ``"dog dog a"`` -> ``"dog 3 (3), dog 3 (6), a 1 (7). Answer: 7"``. A 135M model
         cannot add many numbers in one step; one small addition per word it can learn.
         """
-        return [tally(text) for text in rows["text"]]
+        return [tally(text, ordinals=fmt == "tally_ordinal") for text in rows["text"]]
 
     def max_step_tokens(self, rows: pd.DataFrame, fmt: str, tokenizer) -> np.ndarray:
         """Per whitespace token ``w`` the tally writes ``w N (T), ``: the tokens of ``w`` (or of
         ``" " + w``, whichever is more), then those of `` N (T),`` with N as many digits as
         ``len(w)`` has and T as many as the string's length has; then ``). Answer: T`` and
         EOS. Digits and punctuation are counted with the tokenizer itself, so the bound is
-        tight for it (measured 1.08x the answers' median length on the default sets)."""
+        tight for it (measured 1.08x the answers' median length on the default sets). In
+        ``tally_ordinal`` a word written again is counted with its ``#k``."""
         texts = rows["text"].tolist()
-        words = [w for t in texts for w in t.split()]
+        ordinals = fmt == "tally_ordinal"
+        words = [w for t in texts for w in shown_words(t, ordinals)]
         row = np.repeat(np.arange(len(texts)), [len(t.split()) for t in texts]).astype(np.int64)
         total_digits = count_digits([len(t) for t in texts])
         word_digits = count_digits([len(w) for w in words])
@@ -99,14 +101,33 @@ class LetterCount(Task):
         return np.bincount(row, weights=per_word, minlength=len(texts)).astype(np.int64) + end + 1
 
 
-def tally(text: str) -> str:
-    """The running-tally answer for one string."""
+def tally(text: str, ordinals: bool = False) -> str:
+    """The running-tally answer for one string.
+
+    With ``ordinals``, a word written again carries which time it is (``dog dog a`` ->
+    ``dog 3 (3), dog#2 3 (6), a 1 (7). Answer: 7``): a model copying the string's words one
+    by one cannot otherwise tell the second ``dog`` of a run from the first.
+    """
     total, steps = 0, []
-    for word in text.split():
+    for word, shown in zip(text.split(), shown_words(text, ordinals), strict=True):
         letters = count_letters(word)
         total += letters
-        steps.append(f"{word} {letters} ({total})")
+        steps.append(f"{shown} {letters} ({total})")
     return (", ".join(steps) + ". " if steps else "") + f"Answer: {total}"
 
 
 TASK = LetterCount()
+
+
+def shown_words(text: str, ordinals: bool) -> list[str]:
+    """The words of ``text`` as a tally writes them: as they are, or with ``ordinals`` each
+    repeat marked with the time it occurs (``dog``, ``dog#2``, ``a``)."""
+    words = text.split()
+    if not ordinals:
+        return words
+    seen: dict[str, int] = {}
+    shown = []
+    for word in words:
+        seen[word] = seen.get(word, 0) + 1
+        shown.append(f"{word}#{seen[word]}" if seen[word] > 1 else word)
+    return shown

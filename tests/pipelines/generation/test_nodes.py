@@ -68,7 +68,7 @@ def test_build_vocabulary_names_an_unknown_language():
         ({"profile": "clever"}, r"generation.profile='clever': Value error, unknown profile; allowed: \['balanced'"),
         (
             {"answer_format": "essay"},
-            r"generation.answer_format='essay' is unknown for task 'letter_count'; allowed: \['direct', 'tally'\]",
+            r"generation.answer_format='essay' is unknown for task 'letter_count'; allowed: \['direct', 'tally', 'tally_ordinal'\]",
         ),
         ({"n_train": 0}, "generation.n_train=0: Input should be greater than or equal to 1"),
         ({"n_test": -5}, "generation.n_test=-5: Input should be greater than or equal to 1"),
@@ -156,6 +156,13 @@ def test_subskill_words_can_come_from_more_of_the_language_and_be_styled(vocabul
     punctuated = sum(w[-1] in ".,!?" for w in words) / len(words)
     assert 0.25 < capitalised < 0.35 and 0.15 < punctuated < 0.25
     assert get_task("letter_count").verify_subskill_rows(rows).all()  # "Dog." counts 3, as the answer says
+    half = make_subskill_set(
+        small, {**PARAMS, "subskills": {"letter_count": {"word_lengths": {**spec, "top_n_share": 0.5}}}}
+    )
+    words = [w.rstrip(".,!?").lower() for w in " ".join(half["text"]).split()]
+    profile = set(small["word"])
+    assert set(small["word"]) <= set(words)  # every profile word still practised
+    assert 0.4 < sum(w not in profile for w in words) / len(words) < 0.55  # half dealt from the 5,000 (some overlap)
 
 
 def test_split_is_disjoint_and_keeps_repeats_in_train():

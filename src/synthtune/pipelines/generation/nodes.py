@@ -262,10 +262,10 @@ def make_subskill_set(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.Da
 
     Each sub-skill the task declares (e.g. ``word_lengths``: every word with its letter
     count) gets ``rows`` rows of ``words`` = ``[lo, hi]`` words each, dealt so that every
-    word the profile draws from (:func:`~synthtune.profiles.profile_words`), or with
-    ``top_n`` each of the language's ``top_n`` most frequent words, is practised equally
-    often; ``capitalise`` and ``punctuate`` write shares of them as sentences do. None are
-    made when the mapping is empty.
+    word the profile draws from (:func:`~synthtune.profiles.profile_words`) is practised
+    equally often; with ``top_n``, a ``top_n_share`` of the words is dealt the same way from
+    the language's ``top_n`` most frequent words instead. ``capitalise`` and ``punctuate``
+    write shares of them as sentences do. None are made when the mapping is empty.
 
     Returns:
         ``row_id``, ``subskill``, ``text``, ``prompt``, ``template_id``, ``answer``.
@@ -277,12 +277,14 @@ def make_subskill_set(vocabulary: pd.DataFrame, params: dict[str, Any]) -> pd.Da
     parts = [
         task.make_subskill_rows(
             name,
-            frequent_words(params["vocabulary"]["language"], entry["top_n"]) if entry.get("top_n") else profile_words,
+            profile_words,
             entry["rows"],
             tuple(entry["words"]),
             rng,
             entry.get("capitalise", 0.0),
             entry.get("punctuate", 0.0),
+            frequent_words(params["vocabulary"]["language"], entry["top_n"]) if entry.get("top_n") else None,
+            entry.get("top_n_share", 1.0),
         )
         for name, entry in sorted(((params.get("subskills") or {}).get(task.name) or {}).items())
         if entry["rows"]

@@ -50,16 +50,45 @@ ROOT = Path(__file__).resolve().parents[1]
 MONITORED = ("val", "probes", "unseen_words", "unseen_sentences")
 
 # name -> overrides of conf/base: "generation" (sub-skills), "training" (deep-merged).
+# Exercises over the task rows' 1,000 words only, unstyled: the default until the mixed deck.
+_PROFILE_EXERCISES = {"top_n": None, "capitalise": 0.0, "punctuate": 0.0}
+
+# name -> overrides of conf/base: "generation" (sub-skills, format), "training" (deep-merged).
 CONFIGS: dict[str, dict] = {
-    # the default: 3,000 word-length exercises (each vocabulary word ~24 more times), 240 steps,
-    # each row's mean token loss
+    # the default: 3,000 word-length exercises, half their words from the 1,000 the task rows
+    # use and half from the language's 10,000 most frequent, a share styled as in sentences;
+    # 240 steps, each row's mean token loss
     "default": {},
+    # the default before it: every exercise word from the task rows' 1,000
+    "profile_exercises": {"generation": {"subskills": {"letter_count": {"word_lengths": _PROFILE_EXERCISES}}}},
+    # every exercise word from the language's 10,000 most frequent (each practised fewer times)
+    "exercises_10k": {
+        "generation": {
+            "vocabulary": {"top_n": 10000},
+            "subskills": {"letter_count": {"word_lengths": _PROFILE_EXERCISES}},
+        }
+    },
+    # a repeated word written with the time it occurs (dog dog a -> dog 3 (3), dog#2 3 (6), ...)
+    "ordinals": {
+        "generation": {
+            "answer_format": "tally_ordinal",
+            "subskills": {"letter_count": {"word_lengths": _PROFILE_EXERCISES}},
+        }
+    },
+    # exercises over 10,000 words, styled, and ordinals
+    "candidate": {
+        "generation": {
+            "answer_format": "tally_ordinal",
+            "vocabulary": {"top_n": 10000},
+            "subskills": {"letter_count": {"word_lengths": {"top_n": None}}},
+        }
+    },
     # earlier defaults, for the lever table: 120 steps with token-weighted loss (what fitted in
     # the same time before the output head ran on a contiguous copy, 1.7x faster per step),
     # and the same without exercises
     "steps_120_token": {"training": {"max_steps": 120, "loss_weighting": "token"}},
     "no_exercises": {
-        "generation": {"subskills": {"letter_count": {"word_lengths": {"rows": 0, "words": [4, 12]}}}},
+        "generation": {"subskills": {"letter_count": {"word_lengths": {"rows": 0}}}},
         "training": {"max_steps": 100, "loss_weighting": "token"},
     },
     "steps_120_row": {"training": {"max_steps": 120}},
@@ -69,32 +98,6 @@ CONFIGS: dict[str, dict] = {
     "lr_1e-3": {"training": {"learning_rate": 1.0e-3}},
     "rank_64": {"training": {"lora": {"r": 64, "lora_alpha": 128}}},
     "full": {"training": {"method": "full", "learning_rate": 5.0e-5}},
-    # the exercises over more words than the task rows use (each practised fewer times): does a
-    # model learn word lengths it can apply to words it never practised?
-    "exercises_10k": {"generation": {"vocabulary": {"top_n": 10000}}},
-    "exercises_30k": {"generation": {"vocabulary": {"top_n": 30000}}},
-    # a repeated word written with the time it occurs (dog dog a -> dog 3 (3), dog#2 3 (6), ...)
-    "ordinals": {"generation": {"answer_format": "tally_ordinal"}},
-    # half the exercise words from the 1,000 the task rows use, half from the language's 10,000
-    # most frequent; a share capitalised or followed by a mark, as in sentences
-    "mixed": {
-        "generation": {
-            "subskills": {
-                "letter_count": {
-                    "word_lengths": {"top_n": 10000, "top_n_share": 0.5, "capitalise": 0.2, "punctuate": 0.15}
-                }
-            }
-        }
-    },
-    # the three together: exercises over 10,000 words, a share capitalised or followed by a
-    # mark as in sentences, and ordinals
-    "candidate": {
-        "generation": {
-            "answer_format": "tally_ordinal",
-            "vocabulary": {"top_n": 10000},
-            "subskills": {"letter_count": {"word_lengths": {"capitalise": 0.2, "punctuate": 0.15}}},
-        }
-    },
 }
 
 

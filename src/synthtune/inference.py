@@ -7,9 +7,8 @@ import inspect
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from synthtune.llm import answer_logits, collate, left_pad, per_row_sum, split_by_tokens, to_device
+from synthtune.llm import answer_logits, collate, left_pad, per_row_sum, row_loss_sums, split_by_tokens, to_device
 
 
 @torch.no_grad()
@@ -36,7 +35,7 @@ def score_answers(
     for rows in split_by_tokens(np.arange(len(examples)), lengths, max_tokens, batch_size):
         logits, targets, row = answer_logits(model, to_device(collate([examples[i] for i in rows], pad_id), device))
         n = len(rows)
-        loss[rows] = per_row_sum(F.cross_entropy(logits.float(), targets, reduction="none"), row, n).cpu().numpy()
+        loss[rows] = row_loss_sums(logits, targets, row, n).cpu().numpy()
         tokens[rows] = torch.bincount(row, minlength=n).cpu().numpy()
         misses = per_row_sum((logits.argmax(-1) != targets).float(), row, n)
         exact[rows] = (misses == 0).cpu().numpy()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 # Read only where a flag is needed; /proc/cpuinfo is Linux's, elsewhere we assume no bf16.
 _CPUINFO = Path("/proc/cpuinfo")
@@ -196,6 +197,11 @@ def answer_logits(
 def per_row_sum(values: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """Sum flattened per-token ``values`` into their ``rows`` (as :func:`answer_logits` gives them)."""
     return values.new_zeros(n_rows).index_add_(0, rows, values)
+
+
+def row_loss_sums(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Each row's summed answer-token cross-entropy, from :func:`answer_logits`' outputs (in fp32)."""
+    return per_row_sum(F.cross_entropy(logits.float(), targets, reduction="none"), rows, n_rows)
 
 
 def split_by_tokens(

@@ -19,6 +19,8 @@ from synthtune import profiles
 from synthtune.text import text_features
 
 _LAST_INTEGER = re.compile(r"(-?\d+)(?!.*\d)", re.DOTALL)
+#: The columns of a sub-skill exercise table.
+SUBSKILL_COLUMNS = ["row_id", "subskill", "text", "prompt", "template_id", "answer"]
 #: A count as a well-formed answer writes it: ASCII digits, no sign, no leading zero.
 COUNT = r"(0|[1-9][0-9]*)"
 
@@ -202,7 +204,7 @@ class Task(ABC):
             row_id=[f"{name}-{i:07d}" for i in range(n_rows)],
             subskill=name,
             answer=[skill.render(list(c)) for c in chunks],
-        )[["row_id", "subskill", "text", "prompt", "template_id", "answer"]]
+        )[SUBSKILL_COLUMNS]
 
     def verify_subskill_rows(self, rows: pd.DataFrame) -> np.ndarray:
         """Whether each sub-skill row's answer is the one its words give and is well-formed."""

@@ -9,7 +9,7 @@ import pandas as pd
 from synthtune import profiles
 from synthtune.config import GenerationParams, parse
 from synthtune.tasks import available_tasks, get_task
-from synthtune.tasks.base import Task
+from synthtune.tasks.base import SUBSKILL_COLUMNS, Task
 
 # RNG streams, one per random decision, so changing one never shifts another's draws.
 (
@@ -22,9 +22,6 @@ from synthtune.tasks.base import Task
     STREAM_SUBSKILL,
 ) = range(7)
 WORD = re.compile(r"[a-z]+('[a-z]+)?")
-
-
-SUBSKILL_COLUMNS = ["row_id", "subskill", "text", "prompt", "template_id", "answer"]
 
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthtune.llm import IGNORE_INDEX, answer_logits, per_row_sum
+from synthtune.llm import IGNORE_INDEX, answer_logits, row_loss_sums
 
 
 def answer_loss(model, batch: dict[str, Any], reduction: str = "mean", answer_only_head: bool = True):
@@ -25,8 +25,7 @@ def answer_loss(model, batch: dict[str, Any], reduction: str = "mean", answer_on
     if reduction != "row":
         return F.cross_entropy(logits.float(), targets, reduction=reduction)
     n = len(batch["input_ids"])
-    losses = per_row_sum(F.cross_entropy(logits.float(), targets, reduction="none"), rows, n)
-    return losses / torch.bincount(rows, minlength=n)
+    return row_loss_sums(logits, targets, rows, n) / torch.bincount(rows, minlength=n)
 
 
 def answer_tokens(batch: dict[str, torch.Tensor]) -> int:

@@ -23,8 +23,36 @@ from synthtune.pipeline_registry import STAGES
 from .conftest import new_project, scripts_env
 
 
-def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
-    """A command in a process group of its own (as a terminal runs it), output merged."""
+# On a tiny project a stage can finish between the log line the test waits for and the
+# signal it then sends (CI read the output of curation only after curation had exited).
+# This start-up module, put on the signalled process's PYTHONPATH only, makes every node
+# wait a few seconds after computing its outputs and before Kedro saves them, so the
+# signal always lands mid-stage. Nothing in src/ knows about it.
+SLOW_NODES = """
+import kedro.pipeline.node as _node
+import time as _time
+
+_run = _node.Node.run
+
+
+def _slow_run(self, inputs=None):
+    outputs = _run(self, inputs)
+    _time.sleep(3)
+    return outputs
+
+
+_node.Node.run = _slow_run
+"""
+
+
+def start(args: list[str], cwd: Path, env: dict[str, str], slow: bool = False) -> subprocess.Popen:
+    """A command in a process group of its own (as a terminal runs it), output merged;
+    with ``slow``, each Kedro node pauses before its outputs are saved (see ``SLOW_NODES``)."""
+    if slow:
+        hooks = cwd.parent / "slow_nodes"
+        hooks.mkdir(exist_ok=True)
+        (hooks / "sitecustomize.py").write_text(SLOW_NODES)
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(hooks), env.get("PYTHONPATH")]))}
     return subprocess.Popen(
         args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
@@ -84,7 +112,9 @@ def test_a_signal_during_a_stage_loses_no_output(reproduced, stage, signum):
     before = snapshot(data)
     checkpoints = data / "06_models/checkpoints"
     ready = (lambda out: any(checkpoints.glob("step-*"))) if stage == "training" else nodes_started(2)
-    output, status = signal_when(start(["synthtune-stage", stage], project, env), ready, signum)
+    output, status = signal_when(
+        start(["synthtune-stage", stage], project, env, slow=stage != "training"), ready, signum
+    )
     assert status != 0 and "Running node:" in output, output  # stopped mid-stage
     after = snapshot(data)
     changed = sorted(p for p in before if after.get(p) != before[p])

@@ -22,7 +22,6 @@ from synthtune.pipeline_registry import STAGES
 
 from .conftest import new_project, scripts_env
 
-
 # On a tiny project a stage can finish between the log line the test waits for and the
 # signal it then sends (CI read the output of curation only after curation had exited).
 # This start-up module, put on the signalled process's PYTHONPATH only, makes every node

@@ -125,7 +125,8 @@ def test_answer_token_bound_holds_and_never_reads_the_label(tiny_lm, fmt):
 
 def test_unknown_format_names_the_allowed_ones():
     with pytest.raises(
-        ValueError, match=r"answer format 'spell' is unknown for task 'letter_count'; allowed: \['direct', 'tally', 'tally_ordinal'\]"
+        ValueError,
+        match=r"answer format 'spell' is unknown for task 'letter_count'; allowed: \['direct', 'tally', 'tally_ordinal'\]",
     ):
         TASK.render_answers(pd.DataFrame({"text": ["a"]}), [1], "spell")
 

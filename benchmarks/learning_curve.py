@@ -3,21 +3,25 @@ training configurations in one run. Run by hand; every lever of issue 11 is judg
 
     python benchmarks/learning_curve.py [--configs default,no_exercises,...] [--minutes 10]
                                         [--every 20] [--out build/learning_curve]
+    python benchmarks/learning_curve.py --csv build/lc_a.csv build/lc_b.csv   # tabulate, train nothing
 
 Each configuration trains from the same base model (data/06_models/base_model) on the
 default run's validated rows (data/05_model_input/train.parquet), held out and split by the
 training pipeline's own nodes, plus the sub-skill exercises it asks for (made and curated by
 the generation and curation nodes, from data/01_raw/vocabulary.parquet and the evaluation
 sets in data/03_primary). It runs ``fine_tune`` with its overrides of conf/base for at most
-``--minutes`` of wall time (``max_minutes``; ``max_steps`` sets the schedule), scoring the
-validation rows and the probes every ``--every`` steps (``validation.probes: true``).
+``--minutes`` of wall time (``max_minutes``; ``max_steps`` sets the schedule), scoring every
+``--every`` steps the validation rows, the probes and two sets of words no configuration
+practises (``unseen_words``, ``unseen_sentences``: wordfreq words of rank 1,001-30,000 that
+a hash holds out of every exercise; see :func:`unseen_word_sets`).
 
 The exact match is teacher-forced: a row counts when greedy decoding would write its
 reference answer and stop, which is the strict metric of the evaluation pipeline for every
 row that answers in the trained format (a differently worded but well-formed correct tally
 would be missed; none was seen). Writes ``<out>.csv`` (one row per evaluation), ``<out>.png``
 (exact match against minutes and against tokens) and prints, per configuration, the last
-evaluation within the wall time every configuration reached (equal wall time).
+evaluation within the wall time every configuration reached (equal wall time) and a
+Markdown table of ``k/n`` with 95% Wilson intervals at the last step all of them reached.
 
 In a Kedro run the same curve is the training log: ``kedro run --pipelines training
 --params training.validation.probes=true`` adds ``probes_exact_match`` beside
@@ -49,7 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: configuration trains on (see unseen_word_sets).
 MONITORED = ("val", "probes", "unseen_words", "unseen_sentences")
 
-# name -> overrides of conf/base: "generation" (sub-skills), "training" (deep-merged).
 # Exercises over the task rows' 1,000 words only, unstyled: the default until the mixed deck.
 _PROFILE_EXERCISES = {"top_n": None, "capitalise": 0.0, "punctuate": 0.0}
 
@@ -148,11 +151,10 @@ def unseen_word_sets(n: int = 150, seed: int = 0) -> dict[str, pd.DataFrame]:
 
 
 def exercise_vocabulary(params: dict, data: Path) -> pd.DataFrame:
-    """The run's vocabulary, or, when the configuration reads more words
+    """The run's vocabulary, or, when the configuration reads more words than conf/base
     (``generation.vocabulary.top_n``), that many, less the held-out dev words."""
-    vocabulary = pd.read_parquet(data / "01_raw/vocabulary.parquet")
-    if params["generation"]["vocabulary"]["top_n"] <= 1000:
-        return vocabulary
+    if params["generation"]["vocabulary"]["top_n"] <= parameters({})["generation"]["vocabulary"]["top_n"]:
+        return pd.read_parquet(data / "01_raw/vocabulary.parquet")
     wide = build_vocabulary(params["generation"]["vocabulary"])
     return wide[~wide["word"].map(is_dev_word)].reset_index(drop=True)
 

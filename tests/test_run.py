@@ -235,7 +235,10 @@ def test_naive_data_is_stopped_by_the_distribution_expectations(tmp_path):
 def test_a_bad_parameter_stops_the_run_before_any_node(tmp_path, params, message):
     """The hook checks every block before the first node, so nothing is read or written."""
     project = new_project(tmp_path)
-    files = lambda: {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}  # noqa: E731
+
+    def files() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}
+
     before = files()  # the DVC-imported benchmark is there from the start
     cwd = os.getcwd()
     os.chdir(project)

@@ -22,7 +22,11 @@ the evaluation parameters of ``conf/base`` (batch size, token budgets):
   Decoders are compared on what they wrote: rows whose tokens differ from ``ours`` are counted.
 
 Also reports how often the fast path's verdict disagrees with what decoding wrote (bf16 may
-break near-ties differently from a teacher-forced pass). Prints the results as JSON.
+break near-ties differently from a teacher-forced pass), and ``failed_rows``: the rows the
+fast path does not answer, decoded with ``ours`` from the start and, as the evaluation does,
+from where the teacher-forced pass shows greedy decoding first leaves the expected answer
+(``synthtune.inference.greedy_prefixes``): seconds each, and rows whose tokens differ.
+Prints the results as JSON.
 """
 
 import argparse
@@ -38,7 +42,7 @@ import torch
 import yaml
 
 from synthtune.datasets import FineTunedDataset, HFModelDataset
-from synthtune.inference import greedy_decode, score_answers
+from synthtune.inference import greedy_decode, greedy_prefixes, score_answers
 from synthtune.llm import apply_fine_tuning, encode_rows, left_pad, pick_device, pick_dtype, set_threads
 from synthtune.pipelines.evaluation.nodes import decoding_budgets, evaluation_params
 from synthtune.tasks import get_task
@@ -154,7 +158,8 @@ def main() -> None:
         "decode_batch_size": config.decoding.batch_size,
     }
     start = time.perf_counter()
-    _, n_answer, exact = score_answers(model, examples, pad, config.batch_size, device, config.max_batch_tokens)
+    scores = score_answers(model, examples, pad, config.batch_size, device, config.max_batch_tokens)
+    exact, n_answer = scores.exact, scores.tokens
     seconds = time.perf_counter() - start
     results["fast_path"] = {"seconds": seconds, "items_per_s": len(rows) / seconds, "exact": int(exact.sum())}
     prompts = [e["prompt"] for e in examples]
@@ -181,6 +186,39 @@ def main() -> None:
         else:
             entry["rows_differing_from_first"] = int(sum(a != b for a, b in zip(outputs, reference, strict=True)))
         results[name] = entry
+    # the rows the fast path does not answer, decoded from the start and from where the
+    # teacher-forced pass shows decoding would first leave the expected answer (the evaluation's way)
+    known, decided, _ = greedy_prefixes([e["answer"] for e in examples], scores, budgets, eos)
+    failed = np.flatnonzero(~(exact & (n_answer <= budgets)))
+    resumed = failed[~decided[failed]]
+    timings = {}
+    for how, rows_prompts, rows_budgets in (
+        ("from_start", [prompts[i] for i in failed], budgets[failed]),
+        (
+            "from_divergence",
+            [prompts[i] + known[i] for i in resumed],
+            budgets[resumed] - [len(known[i]) for i in resumed],
+        ),
+    ):
+        start = time.perf_counter()
+        outputs, _ = greedy_decode(
+            model,
+            rows_prompts,
+            rows_budgets,
+            eos,
+            pad,
+            config.decoding.batch_size,
+            device,
+            config.decoding.max_batch_tokens,
+        )
+        timings[how] = {"rows": len(rows_prompts), "seconds": time.perf_counter() - start}
+        if how == "from_start":
+            whole = dict(zip(failed.tolist(), outputs, strict=True))
+        else:
+            redone = {i: known[i] + o for i, o in zip(resumed.tolist(), outputs, strict=True)}
+            timings[how]["rows_differing"] = int(sum(redone[i] != whole[i] for i in resumed.tolist()))
+    timings["skipped_tokens"] = int(sum(len(known[i]) for i in failed))
+    results["failed_rows"] = timings
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -98,6 +98,17 @@ CONFIGS: dict[str, dict] = {
     "token_loss": {"training": {"loss_weighting": "token"}},
     "curriculum": {"training": {"curriculum": {"warmup_share": 0.3}}},
     "spelling": {"generation": {"subskills": {"letter_count": {"spelling": {"rows": 1500, "words": [1, 4]}}}}},
+    # tally_spelled (dog dog a -> dog: d1 o2 g3, dog: d4 o5 g6, a: a7. Answer: 7) with its
+    # exercises in its own format in place of the word-length ones (as format=tally_spelled);
+    # its rows are 2.4x as many answer tokens, so 115 steps take the tokens (and about the
+    # time) of the default's 240, and its schedule ends within the same wall time
+    "spelled": {
+        "generation": {
+            "answer_format": "tally_spelled",
+            "subskills": {"letter_count": {"word_lengths": {"rows": 0}, "spelled_words": {"rows": 3000}}},
+        },
+        "training": {"max_steps": 115},
+    },
     "lr_1e-3": {"training": {"learning_rate": 1.0e-3}},
     "rank_64": {"training": {"lora": {"r": 64, "lora_alpha": 128}}},
     "full": {"training": {"method": "full", "learning_rate": 5.0e-5}},

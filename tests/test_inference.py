@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthtune.inference import greedy_decode, score_answers
+from synthtune.inference import AnswerScores, greedy_decode, greedy_prefixes, score_answers
 from synthtune.llm import encode_rows
 
 from .conftest import make_rows
@@ -71,7 +71,7 @@ def test_greedy_decode_stops_a_row_at_eos_and_reports_it(tiny_lm):
 def test_teacher_forced_scoring_agrees_with_decoding(tiny_lm, model):
     tok = tiny_lm.tokenizer
     examples = encode_rows(ROWS, tok)
-    loss, tokens, exact = score_answers(model, examples, tok.pad_token_id, 4, "cpu")
+    loss, tokens, exact, agreed, guess = score_answers(model, examples, tok.pad_token_id, 4, "cpu")
     assert (tokens == [len(e["answer"]) for e in examples]).all()
     assert (loss > 0).all()
     # a random model writes none of the answers; the rows it "writes" are its own greedy outputs
@@ -81,6 +81,51 @@ def test_teacher_forced_scoring_agrees_with_decoding(tiny_lm, model):
         model, prompts, np.full(len(prompts), 6), tok.eos_token_id, tok.pad_token_id, 3, "cpu"
     )
     own = [{"prompt": p, "answer": o + [tok.eos_token_id]} for p, o, s in zip(prompts, outputs, stopped, strict=True)]
-    _, _, agree = score_answers(model, own, tok.pad_token_id, 4, "cpu")
+    agree = score_answers(model, own, tok.pad_token_id, 4, "cpu").exact
     assert agree[stopped].all()  # what greedy decoding wrote and stopped on is, teacher-forced, exact
     assert not agree[~stopped].any()  # it did not stop there, so EOS is not the argmax
+
+
+def test_teacher_forcing_finds_where_greedy_decoding_leaves_the_answer(tiny_lm, model):
+    """``agreed``/``guess``: the answer's first tokens greedy decoding writes, then its token
+    where it first writes another. Checked on answers made from the model's own greedy output
+    with one token changed at a known place."""
+    tok = tiny_lm.tokenizer
+    prompts = [e["prompt"] for e in encode_rows(ROWS, tok)]
+    outputs, _ = greedy_decode(model, prompts, np.full(len(prompts), 8), tok.eos_token_id, tok.pad_token_id, 3, "cpu")
+    places = [0, 3, 7, 5, 1, 6]
+    changed = []
+    for output, k in zip(outputs, places, strict=True):
+        answer = list(output) + [tok.eos_token_id]
+        answer[k] = (answer[k] + 1) % 100 if answer[k] != tok.eos_token_id else 5
+        changed.append(answer)
+    scores = score_answers(
+        model, [{"prompt": p, "answer": a} for p, a in zip(prompts, changed, strict=True)], tok.pad_token_id, 4, "cpu"
+    )
+    assert scores.agreed.tolist() == places
+    assert scores.guess.tolist() == [
+        o[k] if k < len(o) else tok.eos_token_id for o, k in zip(outputs, places, strict=True)
+    ]
+    assert not scores.exact.any()
+
+
+def test_greedy_prefixes_on_literal_scores():
+    eos = 0
+    answers = [[5, 6, 7, 0], [5, 6, 7, 0], [5, 6, 7, 0], [5, 6, 7, 0], [5, 6, 7, 0]]
+    scores = AnswerScores(
+        loss=np.zeros(5),
+        tokens=np.full(5, 4),
+        exact=np.array([True, False, False, False, True]),
+        agreed=np.array([4, 2, 1, 3, 4]),
+        guess=np.array([-1, 9, 0, 8, -1]),
+    )
+    known, decided, stopped = greedy_prefixes(answers, scores, np.array([10, 10, 10, 2, 3]), eos)
+    assert known == [
+        [5, 6, 7],  # the whole answer, then EOS: decided, stopped
+        [5, 6, 9],  # two agreed, then its own token: decode on from there
+        [5],  # EOS where the answer goes on: decided, stopped early
+        [5, 6],  # its budget of 2 ends inside the agreed tokens: decided, not stopped
+        [5, 6, 7],  # the answer does not fit a budget of 3: cut there, not stopped
+    ]
+    assert decided.tolist() == [True, False, True, True, True]
+    assert stopped.tolist() == [True, False, True, False, False]

@@ -132,7 +132,9 @@ class GenerationParams(_Block):
     seed: int = Field(description="seeds every draw of the generation pipeline")
     task: str = Field(description="a module of synthtune.tasks: letter_count | char_count")
     profile: str = Field(description="naive | balanced | usage (synthtune.profiles)")
-    answer_format: str = Field(description="one of the task's formats (letter_count: direct | tally)")
+    answer_format: str = Field(
+        description="one of the task's formats (letter_count: direct | tally | tally_ordinal | tally_spelled; char_count: direct | spell)"
+    )
     n_train: PositiveInt = Field(description="rows drawn for training (before curation)")
     n_test: PositiveInt = Field(description="distinct strings held out, never in train")
     label_noise: float = Field(ge=0, lt=1, description="share of training labels replaced by wrong ones")

@@ -4,6 +4,7 @@ same functions."""
 
 import functools
 import inspect
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -11,38 +12,95 @@ import torch
 from synthtune.llm import answer_logits, collate, left_pad, per_row_sum, row_loss_sums, split_by_tokens, to_device
 
 
+class AnswerScores(NamedTuple):
+    """What one teacher-forced pass tells of each row's answer (see :func:`score_answers`)."""
+
+    #: summed answer-token loss
+    loss: np.ndarray
+    #: answer tokens, EOS included
+    tokens: np.ndarray
+    #: every answer token is the argmax of the position before it: greedy decoding writes
+    #: exactly this answer and stops
+    exact: np.ndarray
+    #: how many leading answer tokens are the argmax (``tokens`` where ``exact``): greedy
+    #: decoding writes exactly these first
+    agreed: np.ndarray
+    #: the argmax where the answer first differs from it: greedy decoding's next token after
+    #: the agreed ones (-1 where ``exact``)
+    guess: np.ndarray
+
+
 @torch.no_grad()
 def score_answers(
     model, examples, pad_id: int, batch_size: int, device, max_tokens: int | None = None, progress=None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> AnswerScores:
     """Teacher-forced scoring of each row's answer in one forward pass per batch.
 
     Batches hold rows of similar length, at most ``batch_size`` rows and ``max_tokens``
     padded tokens. ``progress``, if given, is called with the number of rows each batch scored.
-
-    Returns:
-        Per row: summed answer-token loss, number of answer tokens (EOS included), and
-        whether every answer token is the argmax of the position before it, i.e. greedy
-        decoding would write exactly this answer and stop. The model's train/eval mode is
-        left as it was.
+    The model's train/eval mode is left as it was.
     """
     was_training = model.training
     model.eval()
     loss = np.zeros(len(examples), dtype=np.float64)
     tokens = np.zeros(len(examples), dtype=np.int64)
     exact = np.zeros(len(examples), dtype=bool)
+    agreed = np.zeros(len(examples), dtype=np.int64)
+    guess = np.full(len(examples), -1, dtype=np.int64)
     lengths = np.array([len(e["prompt"]) + len(e["answer"]) for e in examples])
     for rows in split_by_tokens(np.arange(len(examples)), lengths, max_tokens, batch_size):
         logits, targets, row = answer_logits(model, to_device(collate([examples[i] for i in rows], pad_id), device))
         n = len(rows)
         loss[rows] = row_loss_sums(logits, targets, row, n).cpu().numpy()
-        tokens[rows] = torch.bincount(row, minlength=n).cpu().numpy()
-        misses = per_row_sum((logits.argmax(-1) != targets).float(), row, n)
-        exact[rows] = (misses == 0).cpu().numpy()
+        counts = torch.bincount(row, minlength=n)
+        tokens[rows] = counts.cpu().numpy()
+        predicted = logits.argmax(-1)
+        miss = predicted != targets
+        exact[rows] = (per_row_sum(miss.float(), row, n) == 0).cpu().numpy()
+        # answer tokens are flattened row by row, left to right: a token's place in its row
+        # is its index less its row's start; the first miss per row is the smallest such place
+        starts = torch.cumsum(counts, 0) - counts
+        place = torch.arange(len(row), device=row.device) - starts[row]
+        first = counts.clone().scatter_reduce(0, row[miss], place[miss], reduce="amin")
+        agreed[rows] = first.cpu().numpy()
+        differs = first < counts
+        guess[rows[differs.cpu().numpy()]] = predicted[(starts + first)[differs]].cpu().numpy()
         if progress is not None:
             progress(len(rows))
     model.train(was_training)
-    return loss, tokens, exact
+    return AnswerScores(loss, tokens, exact, agreed, guess)
+
+
+def greedy_prefixes(
+    answers: list[list[int]], scores: AnswerScores, budgets, eos_id: int
+) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """What greedy decoding is known to write, from a teacher-forced pass alone.
+
+    Greedy decoding writes a row's ``agreed`` answer tokens and then its ``guess``, so a row
+    that failed the fast path need only be decoded from there: exactly what decoding from
+    the start would write, without running the model over those tokens one at a time.
+
+    Args:
+        answers: Each row's answer tokens (EOS last), as scored.
+        scores: :func:`score_answers` of those rows.
+        budgets: Each row's budget of new tokens.
+
+    Returns:
+        Per row: the tokens known to come first (``guess`` included, within the budget, EOS
+        left out), whether the row is decided already (it wrote EOS or spent its budget
+        within them) and whether it stopped with EOS.
+    """
+    known, decided, stopped = [], np.zeros(len(answers), dtype=bool), np.zeros(len(answers), dtype=bool)
+    for i, (answer, k, g, budget) in enumerate(zip(answers, scores.agreed, scores.guess, budgets, strict=True)):
+        written = list(answer[:k]) + ([int(g)] if g >= 0 else [])
+        if eos_id in written[:budget]:
+            stopped[i] = decided[i] = True
+            written = written[: written.index(eos_id)]
+        elif len(written) >= budget:
+            decided[i] = True
+            written = written[:budget]
+        known.append(written)
+    return known, decided, stopped
 
 
 @torch.inference_mode()

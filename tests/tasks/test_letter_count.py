@@ -4,7 +4,7 @@ import pytest
 
 from synthtune.tasks import get_task
 from synthtune.tasks.base import count_letters, count_letters_vectorised, parse_last_integer
-from synthtune.tasks.letter_count import tally
+from synthtune.tasks.letter_count import spelled_tally, tally
 
 TASK = get_task("letter_count")
 CASES = [
@@ -48,7 +48,14 @@ def test_ordinal_tally_marks_each_repeat_with_the_time_it_occurs():
     assert tally("Dog dog", ordinals=True) == "Dog 3 (3), dog 3 (6). Answer: 6"  # other tokens: no mark
 
 
-@pytest.mark.parametrize("fmt", ["direct", "tally", "tally_ordinal"])
+def test_spelled_tally_numbers_every_letter_by_its_place_in_the_string():
+    assert spelled_tally("dog dog a") == "dog: d1 o2 g3, dog: d4 o5 g6, a: a7. Answer: 7"
+    assert spelled_tally("Hi, 42!") == "Hi,: H1 i2, 42!: -. Answer: 2"  # a word without letters: -
+    assert spelled_tally("U.S.A. café") == "U.S.A.: U1 S2 A3, café: c4 a5 f6 é7. Answer: 7"
+    assert spelled_tally("") == "Answer: 0"
+
+
+@pytest.mark.parametrize("fmt", ["direct", "tally", "tally_ordinal", "tally_spelled"])
 def test_every_format_parses_back_to_the_label(fmt):
     rows = pd.DataFrame({"text": ["a a", "be be be be", "The end.", "", "x - y", "Hi, 42!"]})
     labels = TASK.label(rows)
@@ -72,6 +79,10 @@ def test_every_format_parses_back_to_the_label(fmt):
         ("dog 3 (3), dog 3 (6), a 1 (7). Answer: 7\n", "tally"),  # trailing text after the answer
         ("dog 3 (3) dog 3 (6). Answer: 6", "tally"),  # steps not separated by ", "
         ("-7", "direct"),
+        ("dog: d1 o2 g3. Answer: 3", "tally"),  # a spelled tally is not a tally
+        ("dog 3 (3). Answer: 3", "tally_spelled"),
+        ("dog: d1 o2 g3, a: . Answer: 3", "tally_spelled"),  # a word with no letters shown
+        ("dog: d1 o2 g. Answer: 3", "tally_spelled"),  # a letter without its number
         ("٧", "direct"),  # an Arabic-Indic seven is a digit to Python, not to this format
     ],
 )
@@ -109,7 +120,7 @@ def test_well_formed_answers_read_strictly():
         TASK.parse_answer("7", "spell")
 
 
-@pytest.mark.parametrize("fmt", ["direct", "tally", "tally_ordinal"])
+@pytest.mark.parametrize("fmt", ["direct", "tally", "tally_ordinal", "tally_spelled"])
 def test_answer_token_bound_holds_and_never_reads_the_label(tiny_lm, fmt):
     texts = ["a a", "entertainment", "Hi, 42!", "", "x - y z", " ".join(["mark"] * 100), "Straße café, über-cool!"]
     rows = pd.DataFrame({"text": texts})
@@ -126,7 +137,7 @@ def test_answer_token_bound_holds_and_never_reads_the_label(tiny_lm, fmt):
 def test_unknown_format_names_the_allowed_ones():
     with pytest.raises(
         ValueError,
-        match=r"answer format 'spell' is unknown for task 'letter_count'; allowed: \['direct', 'tally', 'tally_ordinal'\]",
+        match=r"answer format 'spell' is unknown for task 'letter_count'; allowed: \['direct', 'tally', 'tally_ordinal', 'tally_spelled'\]",
     ):
         TASK.render_answers(pd.DataFrame({"text": ["a"]}), [1], "spell")
 
@@ -165,6 +176,9 @@ def test_subskill_answers_give_each_word_its_letters():
     assert lengths == "dog 3 (3), can't 4 (7), a 1 (8). Answer: 8"
     assert TASK.parse_answer(lengths, "tally") == 8  # the task's own format: one answer to learn
     assert TASK.subskills["spelling"].render(["dog", "can't"]) == "dog = d o g (3), can't = c a n ' t (4)"
+    spelled = TASK.subskills["spelled_words"].render(["dog", "can't"])
+    assert spelled == "dog: d1 o2 g3, can't: c4 a5 n6 t7. Answer: 7"
+    assert TASK.parse_answer(spelled, "tally_spelled") == 7  # the tally_spelled format's own step
 
 
 def test_a_wrong_or_malformed_subskill_answer_fails_verification():

@@ -13,6 +13,10 @@ from .base import COUNT, Subskill, Task, count_digits, count_letters, count_lett
 
 # steps "word N (T)" joined by ", " and closed by ". ", then the answer; none for ""
 TALLY = r"(?:(?:\S+ [0-9]+ \([0-9]+\), )*\S+ [0-9]+ \([0-9]+\)\. )?Answer: " + COUNT
+# steps "word: l1 l2 ..." (each letter with its place in the whole string) or "word: -" (no
+# letters), joined by ", " and closed by ". ", then the answer; none for ""
+_SPELLED_STEP = r"\S+: (?:-|[^\W\d_][0-9]+(?: [^\W\d_][0-9]+)*)"
+TALLY_SPELLED = rf"(?:(?:{_SPELLED_STEP}, )*{_SPELLED_STEP}\. )?Answer: " + COUNT
 
 
 class LetterCount(Task):
@@ -30,11 +34,12 @@ class LetterCount(Task):
         'Letter count of "{text}"?',
         'Ignoring spaces and punctuation, how many letters make up "{text}"?',
     )
-    formats = ("direct", "tally", "tally_ordinal")
+    formats = ("direct", "tally", "tally_ordinal", "tally_spelled")
     answer_patterns = {
         "direct": COUNT,
         "tally": TALLY,
         "tally_ordinal": TALLY,
+        "tally_spelled": TALLY_SPELLED,
     }
 
     subskills = {
@@ -62,6 +67,16 @@ class LetterCount(Task):
             render=lambda words: ", ".join(f"{w} = {' '.join(w)} ({count_letters(w)})" for w in words),
             pattern=r"\S+ = \S(?: \S)* \([0-9]+\)(?:, \S+ = \S(?: \S)* \([0-9]+\))*",
         ),
+        # each word spelt with its letters numbered, the step of the tally_spelled format (an
+        # exercise in the answer's own format, as word_lengths is for tally)
+        "spelled_words": Subskill(
+            templates=(
+                'Spell each word of "{text}" and number its letters.',
+                'Write out the letters of every word in "{text}", numbering them as you go.',
+            ),
+            render=lambda words: spelled_tally(" ".join(words)),
+            pattern=TALLY_SPELLED,
+        ),
     }
 
     def label(self, rows: pd.DataFrame) -> np.ndarray:
@@ -72,7 +87,11 @@ class LetterCount(Task):
 
         ``"dog dog a"`` -> ``"dog 3 (3), dog 3 (6), a 1 (7). Answer: 7"``. A 135M model
         cannot add many numbers in one step; one small addition per word it can learn.
+        ``tally_spelled``: each word spelt, every letter numbered by its place in the whole
+        string (:func:`spelled_tally`).
         """
+        if fmt == "tally_spelled":
+            return [spelled_tally(text) for text in rows["text"]]
         return [tally(text, ordinals=fmt == "tally_ordinal") for text in rows["text"]]
 
     def max_step_tokens(self, rows: pd.DataFrame, fmt: str, tokenizer) -> np.ndarray:
@@ -81,7 +100,10 @@ class LetterCount(Task):
         ``len(w)`` has and T as many as the string's length has; then ``). Answer: T`` and
         EOS. Digits and punctuation are counted with the tokenizer itself, so the bound is
         tight for it (measured 1.08x the answers' median length on the default sets). In
-        ``tally_ordinal`` a word written again is counted with its ``#k``."""
+        ``tally_ordinal`` a word written again is counted with its ``#k``. ``tally_spelled``:
+        see :func:`spelled_tally_bound`."""
+        if fmt == "tally_spelled":
+            return spelled_tally_bound(rows["text"].tolist(), tokenizer)
         texts = rows["text"].tolist()
         ordinals = fmt == "tally_ordinal"
         words = [w for t in texts for w in shown_words(t, ordinals)]
@@ -114,6 +136,48 @@ def tally(text: str, ordinals: bool = False) -> str:
         total += letters
         steps.append(f"{shown} {letters} ({total})")
     return (", ".join(steps) + ". " if steps else "") + f"Answer: {total}"
+
+
+def spelled_tally(text: str) -> str:
+    """The spelled tally of one string: each word, then its letters, each numbered by its
+    place among the string's letters; a word without letters is written ``-``.
+
+    ``dog dog a`` -> ``dog: d1 o2 g3, dog: d4 o5 g6, a: a7. Answer: 7``. It asks no word's
+    length from memory (only its spelling, read off the word) and no addition (each number is
+    the last plus one), so it holds for any word the model can spell, at about twice the
+    tokens of ``tally``.
+    """
+    total, steps = 0, []
+    for word in text.split():
+        letters = []
+        for char in word:
+            if char.isalpha():
+                total += 1
+                letters.append(f"{char}{total}")
+        steps.append(f"{word}: {' '.join(letters) or '-'}")
+    return (", ".join(steps) + ". " if steps else "") + f"Answer: {total}"
+
+
+def spelled_tally_bound(texts: list[str], tokenizer) -> np.ndarray:
+    """Tokens a correct spelled tally of each text takes at most, EOS included, from the text
+    alone: per word its tokens (as ``w`` or `` w``, whichever is more), ``:`` and ``,``; per
+    character other than a space `` c`` and as many digits as the string has characters (any
+    character might be a letter: which ones are is the label); then ``. Answer: `` and the
+    digits again."""
+
+    @functools.cache
+    def length(piece: str) -> int:
+        return len(tokenizer(piece, add_special_tokens=False)["input_ids"])
+
+    colon, comma, answer = length(":"), length(","), length(". Answer: ")
+    bounds = []
+    for text in texts:
+        digits = len(str(len(text)))
+        words = text.split()
+        per_word = sum(max(length(w), length(" " + w)) + colon + comma for w in words)
+        per_char = sum(length(" " + c) + digits for w in words for c in w)
+        bounds.append(per_word + per_char + answer + digits + 1)
+    return np.array(bounds, dtype=np.int64)
 
 
 TASK = LetterCount()

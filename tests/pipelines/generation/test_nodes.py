@@ -68,7 +68,7 @@ def test_build_vocabulary_names_an_unknown_language():
         ({"profile": "clever"}, r"generation.profile='clever': Value error, unknown profile; allowed: \['balanced'"),
         (
             {"answer_format": "essay"},
-            r"generation.answer_format='essay' is unknown for task 'letter_count'; allowed: \['direct', 'tally', 'tally_ordinal'\]",
+            r"generation.answer_format='essay' is unknown for task 'letter_count'; allowed: \['direct', 'tally', 'tally_ordinal', 'tally_spelled'\]",
         ),
         ({"n_train": 0}, "generation.n_train=0: Input should be greater than or equal to 1"),
         ({"n_test": -5}, "generation.n_test=-5: Input should be greater than or equal to 1"),

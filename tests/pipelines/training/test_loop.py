@@ -193,7 +193,7 @@ def test_probes_are_scored_at_each_validation_only_when_asked(tiny_lm):
     assert measured["step"].tolist() == [2, 4]
     assert set(measured["probes_exact_match"]) <= {0, 1 / 3, 2 / 3, 1}
     examples = encode_rows(probes, tiny_lm.tokenizer)
-    _, _, exact = score_answers(model, examples, tiny_lm.tokenizer.pad_token_id, 4, torch.device("cpu"))
+    exact = score_answers(model, examples, tiny_lm.tokenizer.pad_token_id, 4, torch.device("cpu")).exact
     assert measured["probes_exact_match"].iloc[-1] == pytest.approx(exact.mean())  # the final weights' score
     quiet = {**params, "validation": {**validation, "probes": False}}
     _, log = fine_tune(fresh(tiny_lm), ROWS, HELD_OUT, quiet, probes)

@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from synthtune.config import EvaluationParams, parse
-from synthtune.inference import greedy_decode, score_answers
+from synthtune.inference import greedy_decode, greedy_prefixes, score_answers
 from synthtune.llm import LanguageModel, apply_fine_tuning, encode_rows, pick_device, pick_dtype, set_threads
 from synthtune.tasks import get_task
 from synthtune.tasks.base import Task, parse_last_integer
@@ -129,7 +129,9 @@ def predict_eval_set(
     where the argmax at every position of the expected answer (EOS included) is that
     answer, and the answer fits the row's budget, greedy decoding would write exactly it,
     so it is taken as the completion (``teacher_forced``). Every other row is greedy-decoded
-    within its budget. The fast path changes how long scoring takes, never its result.
+    within its budget, starting after what the same pass shows decoding would write first:
+    the answer's tokens up to the first one that is not the argmax, then that argmax
+    (:func:`greedy_prefixes`). The fast path changes how long scoring takes, never its result.
 
     Returns:
         The rows with ``model``, ``set``, ``part`` (the set, or ``set_value`` of its
@@ -151,23 +153,25 @@ def predict_eval_set(
     if settings.max_new_tokens is not None:
         budgets = np.minimum(budgets, settings.max_new_tokens)
     examples = encode_rows(rows, tokenizer, config.system_prompt)
-    n_answer = np.array([len(e["answer"]) for e in examples], dtype=np.int64)
-    fast = np.zeros(len(rows), dtype=bool)
+    known: list[list[int]] = [[] for _ in examples]
+    decided = np.zeros(len(rows), dtype=bool)
+    stopped = np.zeros(len(rows), dtype=bool)
     if settings.fast_path and len(rows):
         with tqdm(total=len(rows), desc=f"score {model_name}/{set_name}", unit="row") as bar:
-            _, _, exact = score_answers(
+            scores = score_answers(
                 net, examples, tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens, bar.update
             )
-        fast = exact & (n_answer <= budgets)
-    completions = rows["answer"].to_numpy(dtype=object, copy=True)
-    new_tokens = np.where(fast, n_answer, 0)
-    stopped = fast.copy()
-    pending = np.flatnonzero(~fast)
+        known, decided, stopped = greedy_prefixes(
+            [e["answer"] for e in examples], scores, budgets, tokenizer.eos_token_id
+        )
+    # a row whose answer greedy decoding writes in full and stops on (within its budget)
+    fast = stopped & (np.array([len(k) for k in known]) == [len(e["answer"]) - 1 for e in examples])
+    pending = np.flatnonzero(~decided)
     with tqdm(total=len(pending), desc=f"decode {model_name}/{set_name}", unit="row") as bar:
         outputs, ended = greedy_decode(
             net,
-            [examples[i]["prompt"] for i in pending],
-            budgets[pending],
+            [examples[i]["prompt"] + known[i] for i in pending],
+            budgets[pending] - [len(known[i]) for i in pending],
             tokenizer.eos_token_id,
             tokenizer.pad_token_id,
             config.decoding.batch_size,
@@ -175,13 +179,14 @@ def predict_eval_set(
             config.decoding.max_batch_tokens,
             progress=bar.update,
         )
-    if len(pending):
-        # special tokens are kept: a stray <|im_start|> is part of what the model wrote
-        completions[pending] = tokenizer.batch_decode(
-            outputs, skip_special_tokens=False, clean_up_tokenization_spaces=False
-        )
-        new_tokens[pending] = [len(o) + int(e) for o, e in zip(outputs, ended, strict=True)]
-        stopped[pending] = ended
+    written = list(known)
+    for i, output, end in zip(pending, outputs, ended, strict=True):
+        written[i] = known[i] + output
+        stopped[i] = end
+    new_tokens = np.array([len(w) for w in written], dtype=np.int64) + stopped
+    # special tokens are kept: a stray <|im_start|> is part of what the model wrote
+    completions = tokenizer.batch_decode(written, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    completions = np.where(fast, rows["answer"].to_numpy(dtype=object), np.array(completions, dtype=object))
     part = rows[config.report_by].map(lambda v: f"{set_name}_{v}") if config.report_by in rows else set_name
     predictions = rows.assign(
         model=model_name,
@@ -236,11 +241,11 @@ def measure_perplexity(model: LanguageModel, texts: pd.DataFrame, params: dict[s
     net = model.model.to(device=device, dtype=pick_dtype(config.dtype, device)).eval()
     ids = model.tokenizer(texts["text"].tolist(), add_special_tokens=False)["input_ids"]
     examples = [{"prompt": t[:1], "answer": t[1:]} for t in ids if len(t) > 1]
-    loss, tokens, _ = score_answers(
+    scores = score_answers(
         net, examples, model.tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens
     )
     return {
-        "perplexity": float(np.exp(loss.sum() / tokens.sum())),
-        "tokens": int(tokens.sum()),
+        "perplexity": float(np.exp(scores.loss.sum() / scores.tokens.sum())),
+        "tokens": int(scores.tokens.sum()),
         "texts": len(examples),
     }

@@ -189,10 +189,11 @@ def attention_kernels(device: torch.device):
 
 def validation_metrics(model, examples, pad_id: int, params: dict[str, Any], device: torch.device) -> dict[str, float]:
     """Mean answer-token loss and teacher-forced exact match on held-out rows."""
-    loss, tokens, exact = score_answers(
-        model, examples, pad_id, params["batch_size"], device, params["max_batch_tokens"]
-    )
-    return {"val_loss": float(loss.sum() / tokens.sum()), "val_exact_match": float(exact.mean())}
+    scores = score_answers(model, examples, pad_id, params["batch_size"], device, params["max_batch_tokens"])
+    return {
+        "val_loss": float(scores.loss.sum() / scores.tokens.sum()),
+        "val_exact_match": float(scores.exact.mean()),
+    }
 
 
 @contextmanager
@@ -516,10 +517,10 @@ def evaluate(run: Run, step: int) -> dict[str, float]:
         return {}
     metrics = validation_metrics(run.model, run.held_out, run.pad_id, run.params, run.device)
     for name, examples in run.probes.items():
-        _, _, exact = score_answers(
+        scores = score_answers(
             run.model, examples, run.pad_id, run.params["batch_size"], run.device, run.params["max_batch_tokens"]
         )
-        metrics[f"{name}_exact_match"] = float(exact.mean())
+        metrics[f"{name}_exact_match"] = float(scores.exact.mean())
     return metrics
 
 

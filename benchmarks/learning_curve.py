@@ -112,6 +112,7 @@ CONFIGS: dict[str, dict] = {
     "lr_1e-3": {"training": {"learning_rate": 1.0e-3}},
     "rank_64": {"training": {"lora": {"r": 64, "lora_alpha": 128}}},
     "full": {"training": {"method": "full", "learning_rate": 5.0e-5}},
+    "full_lr_3e-4": {"training": {"method": "full", "learning_rate": 3.0e-4}},
 }
 
 

@@ -27,9 +27,13 @@ from .conftest import new_project, scripts_env
 # This start-up module, put on the signalled process's PYTHONPATH only, makes every node
 # wait a few seconds after computing its outputs and before Kedro saves them, so the
 # signal always lands mid-stage. Nothing in src/ knows about it.
+# (importlib: `import kedro.pipeline.node as m` binds kedro.pipeline's attribute `node`,
+# which is the function, so `m.Node` failed and the pause never ran)
 SLOW_NODES = """
-import kedro.pipeline.node as _node
+import importlib as _importlib
 import time as _time
+
+_node = _importlib.import_module("kedro.pipeline.node")
 
 _run = _node.Node.run
 

@@ -23,9 +23,11 @@ the evaluation parameters of ``conf/base`` (batch size, token budgets):
 
 Also reports how often the fast path's verdict disagrees with what decoding wrote (bf16 may
 break near-ties differently from a teacher-forced pass), and ``failed_rows``: the rows the
-fast path does not answer, decoded with ``ours`` from the start and, as the evaluation does,
-from where the teacher-forced pass shows greedy decoding first leaves the expected answer
-(``synthtune.inference.greedy_prefixes``): seconds each, and rows whose tokens differ.
+fast path does not answer, decoded with ``ours`` from the start and from where the
+teacher-forced pass shows greedy decoding first leaves the expected answer
+(``synthtune.inference.greedy_prefixes``): seconds each, and rows whose tokens differ. Both
+use ``greedy_decode``'s own batches (by prompt plus budget); the evaluation pipeline batches
+resumed rows by tokens left instead (``decoding_batches``), which this does not time.
 Prints the results as JSON.
 """
 
@@ -187,7 +189,7 @@ def main() -> None:
             entry["rows_differing_from_first"] = int(sum(a != b for a, b in zip(outputs, reference, strict=True)))
         results[name] = entry
     # the rows the fast path does not answer, decoded from the start and from where the
-    # teacher-forced pass shows decoding would first leave the expected answer (the evaluation's way)
+    # teacher-forced pass shows decoding would first leave the expected answer
     known, decided, _ = greedy_prefixes([e["answer"] for e in examples], scores, budgets, eos)
     failed = np.flatnonzero(~(exact & (n_answer <= budgets)))
     resumed = failed[~decided[failed]]

@@ -25,9 +25,9 @@ Also reports how often the fast path's verdict disagrees with what decoding wrot
 break near-ties differently from a teacher-forced pass), and ``failed_rows``: the rows the
 fast path does not answer, decoded with ``ours`` from the start and from where the
 teacher-forced pass shows greedy decoding first leaves the expected answer
-(``synthtune.inference.greedy_prefixes``): seconds each, and rows whose tokens differ. Both
-use ``greedy_decode``'s own batches (by prompt plus budget); the evaluation pipeline batches
-resumed rows by tokens left instead (``decoding_batches``), which this does not time.
+(``synthtune.inference.greedy_prefixes``): seconds each, and rows whose tokens differ. From
+the start, rows are batched by prompt plus budget; resumed, by the tokens each may still
+write, as the evaluation pipeline batches them.
 Prints the results as JSON.
 """
 
@@ -194,13 +194,10 @@ def main() -> None:
     failed = np.flatnonzero(~(exact & (n_answer <= budgets)))
     resumed = failed[~decided[failed]]
     timings = {}
-    for how, rows_prompts, rows_budgets in (
-        ("from_start", [prompts[i] for i in failed], budgets[failed]),
-        (
-            "from_divergence",
-            [prompts[i] + known[i] for i in resumed],
-            budgets[resumed] - [len(known[i]) for i in resumed],
-        ),
+    left = budgets[resumed] - [len(known[i]) for i in resumed]
+    for how, rows_prompts, rows_budgets, order in (
+        ("from_start", [prompts[i] for i in failed], budgets[failed], None),
+        ("from_divergence", [prompts[i] + known[i] for i in resumed], left, left),
     ):
         start = time.perf_counter()
         outputs, _ = greedy_decode(
@@ -212,6 +209,7 @@ def main() -> None:
             config.decoding.batch_size,
             device,
             config.decoding.max_batch_tokens,
+            order=order,
         )
         timings[how] = {"rows": len(rows_prompts), "seconds": time.perf_counter() - start}
         if how == "from_start":

@@ -113,6 +113,11 @@ CONFIGS: dict[str, dict] = {
     "rank_64": {"training": {"lora": {"r": 64, "lora_alpha": 128}}},
     "full": {"training": {"method": "full", "learning_rate": 5.0e-5}},
     "full_lr_3e-4": {"training": {"method": "full", "learning_rate": 3.0e-4}},
+    # half the rows per step, twice the steps: the same rows and tokens, twice the updates
+    "batch_8": {"training": {"batch_size": 8, "max_steps": 480, "warmup_steps": 20}},
+    # the embedding rows (tied to the output head) of every token the training rows use are
+    # trained too, beside the LoRA adapter (peft trainable_token_indices)
+    "trainable_tokens": {"training": {"lora": {"trainable_tokens": "training_rows"}}},
 }
 
 

@@ -54,3 +54,13 @@ def test_split_by_tokens_keeps_each_micro_batch_within_the_budget():
     assert [lengths[p].tolist() for p in parts] == [[5, 6, 7, 8], [30, 40], [100], [300]]
     assert [len(p) for p in split_by_tokens(batch, lengths, None, max_rows=3)] == [3, 3, 2]
     assert split_by_tokens(batch[:0], lengths, 10) == []
+
+
+def test_split_by_tokens_can_fill_batches_in_another_order_within_the_same_memory():
+    # failed rows in evaluation: ordered by tokens left to write, bounded by prompt + budget
+    pending = np.array([0, 1, 2, 3, 4, 6])
+    tokens_left = np.array([50, 5, 40, 6, 7, 99, 45])
+    lengths = np.array([20, 10, 20, 10, 10, 10, 40])
+    batches = split_by_tokens(pending, lengths, 100, max_rows=3, order=tokens_left)
+    assert [b.tolist() for b in batches] == [[1, 3, 4], [2, 6], [0]]  # fewest tokens left first
+    assert all(len(b) * lengths[b].max() <= 100 and len(b) <= 3 for b in batches)  # [2, 6]: 2 x 40, not 2 x 20

@@ -243,6 +243,11 @@ class LoraSpec(_Block):
     target_modules: str | list[str] = Field(description="all-linear or module names, e.g. [q_proj, v_proj]")
     use_dora: bool = False
     use_rslora: bool = False
+    trainable_tokens: Literal["none", "training_rows"] = Field(
+        default="none",
+        description="training_rows: also train the embedding (tied to the output head) of every token the "
+        "training rows use (peft trainable_token_indices)",
+    )
 
 
 class Curriculum(_Block):

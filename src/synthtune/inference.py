@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from synthtune.llm import answer_logits, collate, left_pad, per_row_sum, row_loss_sums, split_by_tokens, to_device
+from synthtune.llm import answer_logits, collate, left_pad, row_loss_sums, split_by_tokens, to_device
 
 
 class AnswerScores(NamedTuple):
@@ -56,7 +56,6 @@ def score_answers(
         tokens[rows] = counts.cpu().numpy()
         predicted = logits.argmax(-1)
         miss = predicted != targets
-        exact[rows] = (per_row_sum(miss.float(), row, n) == 0).cpu().numpy()
         # answer tokens are flattened row by row, left to right: a token's place in its row
         # is its index less its row's start; the first miss per row is the smallest such place
         starts = torch.cumsum(counts, 0) - counts
@@ -64,6 +63,7 @@ def score_answers(
         first = counts.clone().scatter_reduce(0, row[miss], place[miss], reduce="amin")
         agreed[rows] = first.cpu().numpy()
         differs = first < counts
+        exact[rows] = ~differs.cpu().numpy()  # every answer token (EOS included) is the argmax
         guess[rows[differs.cpu().numpy()]] = predicted[(starts + first)[differs]].cpu().numpy()
         if progress is not None:
             progress(len(rows))
@@ -114,6 +114,7 @@ def greedy_decode(
     device,
     max_tokens: int | None = None,
     progress=None,
+    order=None,
 ) -> tuple[list[list[int]], np.ndarray]:
     """Greedy-decode each prompt for at most its own budget of new tokens.
 
@@ -130,6 +131,8 @@ def greedy_decode(
         prompts: Token ids of each prompt (chat form, generation prompt included).
         budgets: The most new tokens each prompt may get (EOS included).
         progress: Optional callable taking the number of rows just finished (a progress bar).
+        order: Optional per-prompt key that batches are filled in (default: prompt plus
+            budget); memory is bounded by prompt plus budget either way.
 
     Returns:
         Each prompt's new tokens (without the EOS that ended it) and whether it stopped
@@ -143,7 +146,7 @@ def greedy_decode(
     outputs: list[list[int]] = [[] for _ in prompts]
     stopped = np.zeros(len(prompts), dtype=bool)
     lengths = np.array([len(p) for p in prompts], dtype=np.int64) + budgets
-    for rows in split_by_tokens(np.arange(len(prompts)), lengths, max_tokens, batch_size):
+    for rows in split_by_tokens(np.arange(len(prompts)), lengths, max_tokens, batch_size, order):
         batch = to_device(left_pad([prompts[i] for i in rows], pad_id), device)
         cache = DynamicCache()
         cache.layer_class_to_replicate = growing

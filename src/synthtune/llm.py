@@ -205,17 +205,23 @@ def row_loss_sums(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tenso
 
 
 def split_by_tokens(
-    idx: np.ndarray, lengths: np.ndarray, max_tokens: int | None, max_rows: int | None = None
+    idx: np.ndarray,
+    lengths: np.ndarray,
+    max_tokens: int | None,
+    max_rows: int | None = None,
+    order: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Split a batch into micro-batches of at most ``max_tokens`` padded tokens each.
 
     A batch within the budget comes back whole and in its order (no rows: no batches).
-    Otherwise its rows are taken shortest first and a micro-batch closes before the row that
-    would take it over ``max_tokens`` (rows x longest row) or over ``max_rows`` rows; a row
-    longer than the budget gets a micro-batch of its own. Hand-written: samplers in the field
-    (fairseq's, torchtune's packing) batch a whole dataset by tokens, which would change
-    which rows share an optimizer step; here only a step's memory changes, never its
-    gradient. Evaluation uses it to batch questions of similar length.
+    Otherwise its rows are taken in the order of ``order`` (default: ``lengths``, shortest
+    first) and a micro-batch closes before the row that would take it over ``max_tokens``
+    (rows x its longest row) or over ``max_rows`` rows; a row longer than the budget gets a
+    micro-batch of its own. Hand-written: samplers in the field (fairseq's, torchtune's
+    packing) batch a whole dataset by tokens, which would change which rows share an
+    optimizer step; here only a step's memory changes, never its gradient. Evaluation uses
+    it to batch questions of similar length, and failed rows by the tokens they may still
+    write (``order``) within the memory of their prompt plus budget (``lengths``).
     """
     idx = np.asarray(idx)
     lengths = np.asarray(lengths)
@@ -224,12 +230,15 @@ def split_by_tokens(
     fits_rows = max_rows is None or len(idx) <= max_rows
     if fits_rows and (max_tokens is None or len(idx) * lengths[idx].max() <= max_tokens):
         return [idx]
-    parts, current = [], []
-    for i in idx[np.argsort(lengths[idx], kind="stable")]:
+    key = lengths if order is None else np.asarray(order)
+    parts, current, longest = [], [], 0
+    for i in idx[np.argsort(key[idx], kind="stable")]:
+        wider = max(longest, int(lengths[i]))
         full = max_rows is not None and len(current) == max_rows
-        if current and (full or (max_tokens is not None and (len(current) + 1) * lengths[i] > max_tokens)):
+        if current and (full or (max_tokens is not None and (len(current) + 1) * wider > max_tokens)):
             parts.append(np.array(current))
-            current = []
+            current, wider = [], int(lengths[i])
         current.append(i)
+        longest = wider
     parts.append(np.array(current))
     return parts

@@ -10,7 +10,6 @@ import yaml
 from synthtune.llm import LanguageModel, LoraAdapter, apply_fine_tuning, encode_rows, left_pad
 from synthtune.pipelines.evaluation.nodes import (
     check_evaluation_inputs,
-    decoding_batches,
     decoding_budgets,
     evaluation_params,
     measure_perplexity,
@@ -122,17 +121,6 @@ def test_budgets_come_from_the_question_and_stay_in_range(tiny_lm):
     assert (budgets >= needed).all() and (budgets >= config.min_new_tokens).all()
     relabelled = ROWS.assign(label=ROWS["label"] * 10, answer="7")
     assert (decoding_budgets(TASK, relabelled, tiny_lm.tokenizer, config) == budgets).all()
-
-
-def test_decoding_batches_group_rows_by_tokens_left_within_memory():
-    decoding = SimpleNamespace(batch_size=3, max_batch_tokens=100)
-    pending = np.array([0, 1, 2, 3, 4, 6])
-    remaining = np.array([50, 5, 40, 6, 7, 99, 45])
-    lengths = np.array([20, 10, 20, 10, 10, 10, 40])  # prompt + budget
-    batches = decoding_batches(pending, remaining, lengths, decoding)
-    assert [b.tolist() for b in batches] == [[1, 3, 4], [2, 6], [0]]  # fewest tokens left first
-    assert all(len(b) * lengths[b].max() <= 100 and len(b) <= 3 for b in batches)
-    assert decoding_batches(np.array([], dtype=int), remaining, lengths, decoding) == []
 
 
 @pytest.fixture(scope="module")

@@ -471,3 +471,25 @@ def test_a_length_curriculum_trains_short_rows_first(tiny_lm):
     assert not plain["tokens"].iloc[:4].is_monotonic_increasing
     assert sorted(curriculum["tokens"].iloc[:4]) == sorted(plain["tokens"].iloc[:4])  # the same batches, reordered
     assert curriculum["tokens"].iloc[4:].tolist() == plain["tokens"].iloc[4:].tolist()  # then the usual order
+
+
+def test_trainable_tokens_train_the_embedding_rows_of_the_training_tokens_only(tiny_lm, tmp_path):
+    from synthtune.llm import apply_fine_tuning
+
+    base = fresh(tiny_lm)
+    embedding = base.model.get_input_embeddings().weight.detach().clone()
+    lora = {**TRAIN_PARAMS["lora"], "trainable_tokens": "training_rows"}
+    model, _ = fine_tune(base, ROWS, NO_ROWS, {**TRAIN_PARAMS, "lora": lora, "learning_rate": 1e-2})
+    used = loop.used_tokens(encode_rows(ROWS, tiny_lm.tokenizer, ""))
+    assert model.peft_config["default"].trainable_token_indices == used
+    FineTunedDataset(filepath=str(tmp_path / "fine_tuned")).save(model)
+    merged = apply_fine_tuning(fresh(tiny_lm), FineTunedDataset(filepath=str(tmp_path / "fine_tuned")).load()).model
+    after = merged.get_input_embeddings().weight.detach()
+    moved = torch.nonzero((after != embedding).any(dim=1)).flatten().tolist()
+    assert moved and set(moved) <= set(used)  # only rows of tokens the training rows use
+    assert merged.get_output_embeddings().weight.data_ptr() == merged.get_input_embeddings().weight.data_ptr()
+    # the merged model computes what the trained one does
+    batch = collate(encode_rows(ROWS.head(3), tiny_lm.tokenizer, ""), tiny_lm.tokenizer.pad_token_id)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**inputs).logits, model(**inputs).logits, rtol=1e-4, atol=1e-4)

@@ -113,29 +113,6 @@ def decoding_budgets(task: Task, rows: pd.DataFrame, tokenizer, decoding) -> np.
     return np.clip(bound + decoding.margin_tokens, decoding.min_new_tokens, decoding.max_new_tokens)
 
 
-def decoding_batches(pending: np.ndarray, remaining: np.ndarray, lengths: np.ndarray, decoding) -> list[np.ndarray]:
-    """The rows to decode, in batches of rows that may write about as many more tokens.
-
-    A batch takes as many decoding steps as its longest-running row, and on a CPU a step
-    costs about the same for 1 row as for 30 (it reads every weight once), so rows that may
-    still write few tokens (most of their answer already agreed by the teacher-forced pass)
-    go together and rows that may run long go together. A batch holds at most
-    ``decoding.batch_size`` rows and ``decoding.max_batch_tokens`` tokens (rows x longest
-    prompt plus budget). Not ``llm.split_by_tokens``: that orders rows by the same length it
-    bounds, and here the order (new tokens left) and the memory (prompt plus budget) differ.
-    """
-    batches, current, longest = [], [], 0
-    for i in pending[np.argsort(remaining[pending], kind="stable")]:
-        longest = max(longest, int(lengths[i]))
-        if current and (
-            len(current) == decoding.batch_size or (len(current) + 1) * longest > decoding.max_batch_tokens
-        ):
-            batches.append(np.array(current))
-            current, longest = [], int(lengths[i])
-        current.append(i)
-    return [*batches, np.array(current)] if current else batches
-
-
 def predict_eval_set(
     model: LanguageModel,
     rows: pd.DataFrame,
@@ -192,22 +169,27 @@ def predict_eval_set(
     pending = np.flatnonzero(~decided)
     remaining = budgets - np.array([len(k) for k in known], dtype=np.int64)
     outputs, ended = [None] * len(rows), np.zeros(len(rows), dtype=bool)
+    # Failed rows are batched by the tokens they may still write: a batch takes as many
+    # steps as its longest-running row, and on a CPU a step costs about the same for 1 row
+    # as for 30 (it reads every weight once), so rows with most of their answer agreed go
+    # together. Memory is bounded by each row's prompt plus its whole budget.
+    pending = pending[np.argsort(remaining[pending], kind="stable")]
+    outputs, ended = [None] * len(rows), np.zeros(len(rows), dtype=bool)
     with tqdm(total=len(pending), desc=f"decode {model_name}/{set_name}", unit="row") as bar:
-        for batch in decoding_batches(
-            pending, remaining, budgets + [len(e["prompt"]) for e in examples], config.decoding
-        ):
-            out, end = greedy_decode(
-                net,
-                [examples[i]["prompt"] + known[i] for i in batch],
-                remaining[batch],
-                tokenizer.eos_token_id,
-                tokenizer.pad_token_id,
-                len(batch),
-                device,
-                progress=bar.update,
-            )
-            for i, o, e in zip(batch, out, end, strict=True):
-                outputs[i], ended[i] = o, e
+        out, end = greedy_decode(
+            net,
+            [examples[i]["prompt"] + known[i] for i in pending],
+            remaining[pending],
+            tokenizer.eos_token_id,
+            tokenizer.pad_token_id,
+            config.decoding.batch_size,
+            device,
+            config.decoding.max_batch_tokens,
+            progress=bar.update,
+            order=remaining[pending],
+        )
+        for i, o, e in zip(pending, out, end, strict=True):
+            outputs[i], ended[i] = o, e
     written = list(known)
     for i in pending:
         written[i] = known[i] + outputs[i]

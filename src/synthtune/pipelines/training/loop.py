@@ -105,15 +105,30 @@ def check_target_modules(model, target_modules: str | list[str]) -> None:
         )
 
 
-def prepare_model(base_model, params: dict[str, Any], device: torch.device, dtype: torch.dtype):
-    """The model to train: the base with a fresh LoRA adapter, or the whole base (``full``)."""
+def used_tokens(examples: list[dict[str, list[int]]]) -> list[int]:
+    """The sorted ids of every token in the encoded rows' prompts and answers."""
+    return sorted({t for e in examples for part in (e["prompt"], e["answer"]) for t in part})
+
+
+def prepare_model(
+    base_model, params: dict[str, Any], device: torch.device, dtype: torch.dtype, token_ids: list[int] | None = None
+):
+    """The model to train: the base with a fresh LoRA adapter, or the whole base (``full``).
+
+    With ``lora.trainable_tokens: training_rows`` the adapter also trains the embedding rows
+    of ``token_ids`` (peft's trainable tokens; with SmolLM2's tied embeddings the output
+    head's rows move with them), so each word's token can hold its own letter count.
+    """
     model = base_model.model.to(device=device, dtype=dtype)
     if params["method"] == "full":
         return model.requires_grad_(True)
     from peft import LoraConfig, get_peft_model
 
-    check_target_modules(model, params["lora"]["target_modules"])
-    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **params["lora"]))
+    lora = dict(params["lora"])
+    check_target_modules(model, lora["target_modules"])
+    if lora.pop("trainable_tokens", "none") == "training_rows":
+        lora["trainable_token_indices"] = list(token_ids or [])
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
     # peft would record the base model's absolute load path (filled in at save time when
     # empty), making the adapter's bytes depend on the machine. Name the catalog entry
     # that pairs adapter and base model instead.
@@ -345,12 +360,12 @@ def setup(
     fingerprint = run_fingerprint(
         {**params, "device": str(device), "dtype": str(dtype)}, train_rows, validation_rows, base_model.model
     )
-    model = prepare_model(base_model, params, device, dtype)
+    examples = encode_rows(train_rows, tokenizer, params["system_prompt"])
+    model = prepare_model(base_model, params, device, dtype, used_tokens(examples))
     trainable = [p for p in model.parameters() if p.requires_grad]
     full = params["method"] == "full"
     shape = model_shape(model.config, adapter_params=0 if full else sum(p.numel() for p in trainable))
 
-    examples = encode_rows(train_rows, tokenizer, params["system_prompt"])
     lengths = np.array([len(e["prompt"]) + len(e["answer"]) for e in examples])
     plan = plan_steps(lengths, params)
     largest = max((idx for parts in plan for idx in parts), key=lambda idx: len(idx) * lengths[idx].max())

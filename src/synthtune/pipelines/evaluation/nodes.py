@@ -165,9 +165,10 @@ def predict_eval_set(
             [e["answer"] for e in examples], scores, budgets, tokenizer.eos_token_id
         )
     # a row whose answer greedy decoding writes in full and stops on (within its budget)
-    fast = stopped & (np.array([len(k) for k in known]) == [len(e["answer"]) - 1 for e in examples])
+    written_first = np.array([len(k) for k in known], dtype=np.int64)
+    fast = stopped & (written_first == [len(e["answer"]) - 1 for e in examples])
     pending = np.flatnonzero(~decided)
-    remaining = budgets - np.array([len(k) for k in known], dtype=np.int64)
+    remaining = budgets - written_first
     outputs, ended = [None] * len(rows), np.zeros(len(rows), dtype=bool)
     # Failed rows are batched by the tokens they may still write: a batch takes as many
     # steps as its longest-running row, and on a CPU a step costs about the same for 1 row

@@ -1,3 +1,4 @@
+import json
 import re
 
 import matplotlib.pyplot as plt
@@ -82,3 +83,21 @@ def test_failures_are_capped_per_part():
     )
     section = html[html.index("<h3>test</h3>") : html.index("</table>", html.index("<h3>test</h3>"))]
     assert section.count("<tr>") == 1 + 3
+
+
+def test_behaviour_checks_switched_off_leave_metrics_and_report_whole():
+    params = {**PARAMS, "behaviour": {"n_strings": 0, "min_words": 2, "max_words": 12}}
+    rows = make_behaviour_set(literal_test_rows(), VOCABULARY, "letter_count", params)
+    assert rows.empty
+    behaviour = score_behaviour(tuned=answer_with(STUBS["counts_letters"], rows))
+    assert behaviour.empty and {"model", "check", "pass_k", "n"} <= set(behaviour.columns)
+    described, parts, slices, _, _ = evaluation_outputs()
+    metrics = summarise_evaluation(
+        parts, behaviour, {"perplexity": 3.0, "tokens": 10}, {"perplexity": 2.0, "tokens": 10}
+    )
+    assert metrics["behaviour"] == {}
+    json.dumps(metrics, allow_nan=False)  # what the metrics dataset writes
+    html = render_evaluation_report(
+        metrics, parts, behaviour, slices, worst_slices(slices, "tuned", 1, 5), described, "letter_count", PARAMS
+    )
+    assert "Off: <code>evaluation.behaviour.n_strings</code> is 0." in html

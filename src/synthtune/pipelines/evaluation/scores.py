@@ -152,7 +152,10 @@ def score_behaviour(**predictions: pd.DataFrame) -> pd.DataFrame:
         passed = answered & (change == expected)
         for check, idx in perturbed.groupby("check", sort=True).indices.items():
             records.append({"model": model, "check": check, **_flat("pass", accuracy(passed[idx]))})
-    return pd.DataFrame(records)
+    # with the checks off (evaluation.behaviour.n_strings: 0) there are no records, but the
+    # report and metrics still read these columns
+    columns = ["model", "check", *_flat("pass", accuracy([]))]
+    return pd.DataFrame(records, columns=columns)
 
 
 def summarise_evaluation(

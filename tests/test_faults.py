@@ -57,8 +57,23 @@ def start(args: list[str], cwd: Path, env: dict[str, str], slow: bool = False) -
         (hooks / "sitecustomize.py").write_text(SLOW_NODES)
         env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(hooks), env.get("PYTHONPATH")]))}
     return subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_terminal_signals,
     )
+
+
+def _terminal_signals() -> None:
+    """Ctrl-C as a terminal's foreground command gets it. A shell starts background jobs with
+    SIGINT ignored, the ignore is inherited, and Python then installs no KeyboardInterrupt
+    handler, so under a test run started with ``&`` (``nohup .ci/run &``) the SIGINT cases
+    ran every stage to the end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def signal_when(process: subprocess.Popen, ready, signum: int, timeout: float = 300) -> tuple[str, int]:

@@ -169,7 +169,6 @@ def predict_eval_set(
     fast = stopped & (written_first == [len(e["answer"]) - 1 for e in examples])
     pending = np.flatnonzero(~decided)
     remaining = budgets - written_first
-    outputs, ended = [None] * len(rows), np.zeros(len(rows), dtype=bool)
     # Failed rows are batched by the tokens they may still write: a batch takes as many
     # steps as its longest-running row, and on a CPU a step costs about the same for 1 row
     # as for 30 (it reads every weight once), so rows with most of their answer agreed go

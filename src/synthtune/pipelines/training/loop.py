@@ -111,12 +111,16 @@ def used_tokens(examples: list[dict[str, list[int]]]) -> list[int]:
 
 
 def prepare_model(
-    base_model, params: dict[str, Any], device: torch.device, dtype: torch.dtype, token_ids: list[int] | None = None
+    base_model,
+    params: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+    examples: list[dict[str, list[int]]] = (),
 ):
     """The model to train: the base with a fresh LoRA adapter, or the whole base (``full``).
 
     With ``lora.trainable_tokens: training_rows`` the adapter also trains the embedding rows
-    of ``token_ids`` (peft's trainable tokens; with SmolLM2's tied embeddings the output
+    of every token in the encoded training ``examples`` (peft's trainable tokens; with SmolLM2's tied embeddings the output
     head's rows move with them), so each word's token can hold its own letter count.
     """
     model = base_model.model.to(device=device, dtype=dtype)
@@ -127,7 +131,7 @@ def prepare_model(
     lora = dict(params["lora"])
     check_target_modules(model, lora["target_modules"])
     if lora.pop("trainable_tokens", "none") == "training_rows":
-        lora["trainable_token_indices"] = list(token_ids or [])
+        lora["trainable_token_indices"] = used_tokens(examples)
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
     # peft would record the base model's absolute load path (filled in at save time when
     # empty), making the adapter's bytes depend on the machine. Name the catalog entry
@@ -361,7 +365,7 @@ def setup(
         {**params, "device": str(device), "dtype": str(dtype)}, train_rows, validation_rows, base_model.model
     )
     examples = encode_rows(train_rows, tokenizer, params["system_prompt"])
-    model = prepare_model(base_model, params, device, dtype, used_tokens(examples))
+    model = prepare_model(base_model, params, device, dtype, examples)
     trainable = [p for p in model.parameters() if p.requires_grad]
     full = params["method"] == "full"
     shape = model_shape(model.config, adapter_params=0 if full else sum(p.numel() for p in trainable))

@@ -118,6 +118,16 @@ CONFIGS: dict[str, dict] = {
     # the embedding rows (tied to the output head) of every token the training rows use are
     # trained too, beside the LoRA adapter (peft trainable_token_indices)
     "trainable_tokens": {"training": {"lora": {"trainable_tokens": "training_rows"}}},
+    # batch_8 at three times the steps (3x the default's tokens, the rows seen ~3x as often):
+    # where the best schedule goes with the budget the 30-minute run does not have
+    "batch_8_x3": {"training": {"batch_size": 8, "max_steps": 1440, "warmup_steps": 20}},
+    # half and twice the default's 3,000 word-length exercises, at the same steps (240 x 16
+    # rows is under one pass over the default's 4,685 rows, so this moves the mix, not repeats)
+    "exercises_1500": {"generation": {"subskills": {"letter_count": {"word_lengths": {"rows": 1500}}}}},
+    "exercises_6000": {"generation": {"subskills": {"letter_count": {"word_lengths": {"rows": 6000}}}}},
+    # LoRA on a subset of the linear layers: the MLP only, or attention only
+    "targets_mlp": {"training": {"lora": {"target_modules": ["gate_proj", "up_proj", "down_proj"]}}},
+    "targets_attention": {"training": {"lora": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}}},
 }
 
 

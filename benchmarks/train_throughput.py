@@ -2,18 +2,23 @@
 
     python benchmarks/train_throughput.py [--rows 512] [--batch-size 16] [--steps 8]
                                           [--max-row-tokens N] [--device cpu|cuda] [--out FILE]
+                                          [--dtype float32|bfloat16|auto] [--compile]
 
 Both train the same LoRA (conf/base training.lora) on the same base model
 (data/06_models/base_model, written by the training pipeline) and the same rows
 (the first ``--rows`` of data/05_model_input/train.parquet, optionally only those of at
 most ``--max-row-tokens`` tokens: 16 rows of 100-word tallies do not fit in 24 GiB),
-``--batch-size`` rows a step,
-answer-only labels. On the CPU both run in fp32; on CUDA synthtune picks bf16 as its
-``dtype: auto`` does. The Hugging Face ``Trainer`` runs at its defaults for the device
-(``use_cpu=True`` on the CPU; fp32 either way; random batches padded by
+``--batch-size`` rows a step, answer-only labels. On the CPU synthtune runs in fp32 unless
+``--dtype`` says otherwise; on CUDA it picks bf16 as its ``dtype: auto`` does. The Hugging
+Face ``Trainer`` runs at its defaults for the device (``use_cpu=True`` on the CPU; fp32
+either way; random batches padded by
 ``DataCollatorForSeq2Seq``); nothing is tuned. synthtune runs with each speed lever in
 turn switched off, to show what it buys. The first step of every run is a warm-up and is
-not timed, and a discarded warm-up run goes before all of them.
+not timed, and a discarded warm-up run goes before all of them. ``--compile`` adds a run
+with the model under ``torch.compile`` (inductor, dynamic shapes, as length bucketing makes
+every batch's length differ); its table row is the rate after the first step, and the
+compile time (the first step's wall time) is printed beside it, since a 240-step run pays it
+once.
 
 Tokens are real (non-pad) tokens. MFU counts the FLOPs the loss needs (synthtune.perf:
 padding and unread head columns do not count) against the measured square-matmul peak of
@@ -21,6 +26,7 @@ this machine in fp32 and in bf16.
 """
 
 import argparse
+import contextlib
 import copy
 import json
 import tempfile
@@ -35,6 +41,7 @@ import yaml
 from synthtune.datasets import HFModelDataset
 from synthtune.llm import IGNORE_INDEX, LanguageModel, encode_rows, set_threads
 from synthtune.perf import measure_matmul_peak, model_shape, training_flops
+from synthtune.pipelines.training import loop
 from synthtune.pipelines.training.loop import fine_tune
 
 LEVERS = {
@@ -45,11 +52,11 @@ LEVERS = {
 }
 
 
-def training_params(device: torch.device, batch_size: int, steps: int, **overrides) -> dict:
+def training_params(device: torch.device, batch_size: int, steps: int, dtype: str | None = None, **overrides) -> dict:
     params = yaml.safe_load(open("conf/base/parameters_training.yml"))["training"]
     params.update(
         device=device.type,
-        dtype="float32" if device.type == "cpu" else "auto",
+        dtype=dtype or ("float32" if device.type == "cpu" else "auto"),
         batch_size=batch_size,
         gradient_accumulation_steps=1,
         max_steps=steps,
@@ -61,12 +68,34 @@ def training_params(device: torch.device, batch_size: int, steps: int, **overrid
     return params
 
 
+@contextlib.contextmanager
+def compiled_models():
+    """The training loop's model under ``torch.compile``: a lever measured here only, not a
+    training parameter, because it did not pay on the CPU (2-core AVX512, fp32: 1.03x the
+    tokens/s after a 113 s first step against 1.8 s; see the README's Speed notes).
+    ``Module.compile`` compiles in place, so parameters and state-dict keys stay the same."""
+    prepare = loop.prepare_model
+
+    def prepare_compiled(*args, **kwargs):
+        model = prepare(*args, **kwargs)
+        model.compile(dynamic=True)
+        return model
+
+    loop.prepare_model = prepare_compiled
+    try:
+        yield
+    finally:
+        loop.prepare_model = prepare
+
+
 def run_synthtune(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dict:
     _, log = fine_tune(LanguageModel(copy.deepcopy(base.model), base.tokenizer), rows, rows.iloc[:0], params)
     timed = log.iloc[1:]
+    step_seconds = log["tokens"] / log["tokens_per_s"]
     return {
         "tokens": int(timed["tokens"].sum()),
-        "seconds": float((timed["tokens"] / timed["tokens_per_s"]).sum()),
+        "seconds": float(step_seconds.iloc[1:].sum()),
+        "first_step_s": float(step_seconds.iloc[0]),
         "flops": float(timed["flops"].sum()),
         "padding": float((timed["padding_share"] * timed["tokens"]).sum() / timed["tokens"].sum()),
     }
@@ -106,7 +135,10 @@ def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict, device
             stamps.append(time.perf_counter())
 
     torch.manual_seed(params["seed"])
-    model = get_peft_model(copy.deepcopy(base.model), LoraConfig(task_type="CAUSAL_LM", **params["lora"]))
+    # the same adapter as synthtune's: conf/base's LoRA keys, less synthtune's own
+    # trainable_tokens switch (off by default), which is not a LoraConfig argument
+    lora = {k: v for k, v in params["lora"].items() if k != "trainable_tokens"}
+    model = get_peft_model(copy.deepcopy(base.model), LoraConfig(task_type="CAUSAL_LM", **lora))
     shape = model_shape(model.config, sum(p.numel() for p in model.parameters() if p.requires_grad))
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
@@ -141,6 +173,10 @@ def main() -> None:
     parser.add_argument("--max-row-tokens", type=int, help="keep only rows of at most this many tokens")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "auto"], help="synthtune's dtype (default: fp32 on a CPU)"
+    )
+    parser.add_argument("--compile", action="store_true", help="also time the model under torch.compile")
     args = parser.parse_args()
     set_threads()
     base = HFModelDataset(filepath=args.base_model).load()
@@ -156,11 +192,16 @@ def main() -> None:
     print(f"matmul peak: fp32 {peak['float32'] / 1e12:.3f} TFLOP/s, bf16 {peak['bfloat16'] / 1e12:.4f} TFLOP/s")
     # A discarded warm-up run: the first trainer in a process ran ~25% slower than the same
     # trainer right after it (118 then 150 tokens/s on tally rows), untimed first step or not.
-    run_synthtune(base, rows, training_params(device, args.batch_size, 3))
+    run_synthtune(base, rows, training_params(device, args.batch_size, 3, args.dtype))
     results = {
-        name: run_synthtune(base, rows, training_params(device, args.batch_size, args.steps, **overrides))
+        name: run_synthtune(base, rows, training_params(device, args.batch_size, args.steps, args.dtype, **overrides))
         for name, overrides in LEVERS.items()
     }
+    if args.compile:
+        with compiled_models():
+            results["  with torch.compile"] = run_synthtune(
+                base, rows, training_params(device, args.batch_size, args.steps, args.dtype)
+            )
     params = training_params(device, args.batch_size, args.steps)
     results["HF Trainer (defaults)"] = run_hf_trainer(base, rows, params, device)
 
@@ -173,6 +214,9 @@ def main() -> None:
         flops_s = run["flops"] / run["seconds"]
         run.update(tokens_per_s=rate, mfu_fp32=flops_s / peak["float32"], mfu_bf16=flops_s / peak["bfloat16"])
         print(f"{name:32s} {rate:9.1f} {run['padding']:8.1%} {run['mfu_fp32']:9.1%} {run['mfu_bf16']:9.1%}")
+    for name, run in results.items():
+        if "first_step_s" in run:
+            print(f"{name.strip()}: first (untimed) step {run['first_step_s']:.1f} s")
     ours, theirs = results["synthtune (all levers)"], results["HF Trainer (defaults)"]
     if args.out:
         Path(args.out).write_text(json.dumps({"peak_flops": peak, "results": results}, indent=1))

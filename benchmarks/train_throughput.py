@@ -39,7 +39,7 @@ import torch
 import yaml
 
 from synthtune.datasets import HFModelDataset
-from synthtune.llm import IGNORE_INDEX, LanguageModel, encode_rows, set_threads
+from synthtune.llm import IGNORE_INDEX, LanguageModel, encode_rows, pick_dtype, set_threads
 from synthtune.perf import measure_matmul_peak, model_shape, training_flops
 from synthtune.pipelines.training import loop
 from synthtune.pipelines.training.loop import fine_tune
@@ -49,6 +49,14 @@ LEVERS = {
     "  without length bucketing": {"length_bucketing": False},
     "  without answer-only head": {"answer_only_head": False},
     "  without fused AdamW": {"fused_optimizer": False},
+}
+# Levers that are not parameters (always on), switched off by replacing a name in the loop
+# module for one run: autocast and the math attention kernel on short CPU batches, both of
+# which act on bf16 training only (see loop.mixed_precision and loop.attention_kernels), so
+# their arms run only when synthtune trains in bf16.
+FIXED_LEVERS = {
+    "  without autocast (mixed precision)": {"mixed_precision": lambda model, device, dtype: contextlib.nullcontext()},
+    "  without math attention on short batches": {"CPU_MATH_ATTENTION_MAX_WIDTH": 0},
 }
 
 
@@ -69,6 +77,19 @@ def training_params(device: torch.device, batch_size: int, steps: int, dtype: st
 
 
 @contextlib.contextmanager
+def replaced(module, **replacements):
+    """``module``'s attributes bound to other values inside the block."""
+    saved = {name: getattr(module, name) for name in replacements}
+    for name, value in replacements.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
+@contextlib.contextmanager
 def compiled_models():
     """The training loop's model under ``torch.compile``: a lever measured here only, not a
     training parameter, because it did not pay on the CPU (2-core AVX512, fp32: 1.03x the
@@ -81,11 +102,8 @@ def compiled_models():
         model.compile(dynamic=True)
         return model
 
-    loop.prepare_model = prepare_compiled
-    try:
+    with replaced(loop, prepare_model=prepare_compiled):
         yield
-    finally:
-        loop.prepare_model = prepare
 
 
 def run_synthtune(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dict:
@@ -103,7 +121,7 @@ def run_synthtune(base: LanguageModel, rows: pd.DataFrame, params: dict) -> dict
 
 def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict, device: torch.device) -> dict:
     """The Hugging Face Trainer + peft at its defaults; returns tokens, seconds and FLOPs."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
     tokenizer = base.tokenizer
@@ -135,10 +153,8 @@ def run_hf_trainer(base: LanguageModel, rows: pd.DataFrame, params: dict, device
             stamps.append(time.perf_counter())
 
     torch.manual_seed(params["seed"])
-    # the same adapter as synthtune's: conf/base's LoRA keys, less synthtune's own
-    # trainable_tokens switch (off by default), which is not a LoraConfig argument
-    lora = {k: v for k, v in params["lora"].items() if k != "trainable_tokens"}
-    model = get_peft_model(copy.deepcopy(base.model), LoraConfig(task_type="CAUSAL_LM", **lora))
+    # the same adapter as synthtune's (conf/base training.lora)
+    model = get_peft_model(copy.deepcopy(base.model), loop.lora_config(params, examples))
     shape = model_shape(model.config, sum(p.numel() for p in model.parameters() if p.requires_grad))
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
@@ -197,6 +213,12 @@ def main() -> None:
         name: run_synthtune(base, rows, training_params(device, args.batch_size, args.steps, args.dtype, **overrides))
         for name, overrides in LEVERS.items()
     }
+    bf16 = pick_dtype(args.dtype or ("float32" if device.type == "cpu" else "auto"), device) == torch.bfloat16
+    for name, replacements in FIXED_LEVERS.items() if bf16 else ():
+        if "CPU_MATH_ATTENTION_MAX_WIDTH" in replacements and device.type == "cuda":
+            continue  # CUDA attends with the math kernel at every width
+        with replaced(loop, **replacements):
+            results[name] = run_synthtune(base, rows, training_params(device, args.batch_size, args.steps, args.dtype))
     if args.compile:
         with compiled_models():
             results["  with torch.compile"] = run_synthtune(
@@ -208,12 +230,12 @@ def main() -> None:
     print(
         f"\n{len(rows)} rows, batch {args.batch_size}, {args.steps} steps (first untimed), {device.type}, LoRA r={params['lora']['r']}"
     )
-    print(f"{'trainer':32s} {'tokens/s':>9s} {'padding':>8s} {'MFU fp32':>9s} {'MFU bf16':>9s}")
+    print(f"{'trainer':42s} {'tokens/s':>9s} {'padding':>8s} {'MFU fp32':>9s} {'MFU bf16':>9s}")
     for name, run in results.items():
         rate = run["tokens"] / run["seconds"]
         flops_s = run["flops"] / run["seconds"]
         run.update(tokens_per_s=rate, mfu_fp32=flops_s / peak["float32"], mfu_bf16=flops_s / peak["bfloat16"])
-        print(f"{name:32s} {rate:9.1f} {run['padding']:8.1%} {run['mfu_fp32']:9.1%} {run['mfu_bf16']:9.1%}")
+        print(f"{name:42s} {rate:9.1f} {run['padding']:8.1%} {run['mfu_fp32']:9.1%} {run['mfu_bf16']:9.1%}")
     for name, run in results.items():
         if "first_step_s" in run:
             print(f"{name.strip()}: first (untimed) step {run['first_step_s']:.1f} s")

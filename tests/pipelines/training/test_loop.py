@@ -158,13 +158,75 @@ def test_a_non_finite_gradient_stops_training_at_its_step(tiny_lm, monkeypatch):
     assert len(calls) == 2
 
 
-def test_cuda_training_uses_the_math_attention_kernel():
+def test_math_attention_kernel_on_cuda_and_on_short_bf16_cpu_batches():
+    bf16, fp32, short = torch.bfloat16, torch.float32, loop.CPU_MATH_ATTENTION_MAX_WIDTH
     with attention_kernels(torch.device("cuda")):
         assert torch.backends.cuda.math_sdp_enabled()
         assert not torch.backends.cuda.flash_sdp_enabled()
         assert not torch.backends.cuda.mem_efficient_sdp_enabled()
-    with attention_kernels(torch.device("cpu")):
-        assert torch.backends.cuda.flash_sdp_enabled()  # the CPU run keeps PyTorch's choice
+    with attention_kernels(torch.device("cuda"), bf16, width=4096):
+        assert not torch.backends.cuda.flash_sdp_enabled()  # CUDA: the math kernel at any width
+    with attention_kernels(torch.device("cpu"), bf16, width=short):
+        assert not torch.backends.cuda.flash_sdp_enabled()  # a short bf16 CPU batch: the math kernel
+    for dtype, width in [(bf16, short + 1), (fp32, short), (bf16, None)]:
+        with attention_kernels(torch.device("cpu"), dtype, width):
+            assert torch.backends.cuda.flash_sdp_enabled()  # else PyTorch's choice
+
+
+def test_training_picks_the_kernel_by_each_micro_batch_and_dtype(tiny_lm, monkeypatch):
+    seen = []
+    real = loop.attention_kernels
+
+    def spy(device, dtype=torch.float32, width=None):
+        if width is not None:
+            seen.append((dtype, width))
+        return real(device, dtype, width)
+
+    monkeypatch.setattr(loop, "attention_kernels", spy)
+    fine_tune(fresh(tiny_lm), ROWS, NO_ROWS, {**TRAIN_PARAMS, "dtype": "bfloat16", "max_batch_tokens": 12})
+    widths = [w for _, w in seen]
+    assert {dtype for dtype, _ in seen} == {torch.bfloat16}
+    assert len(widths) > TRAIN_PARAMS["max_steps"] and len(set(widths)) > 1  # one call per micro-batch
+
+
+def test_bf16_training_runs_the_adapter_in_bf16_and_keeps_fp32_weights(tiny_lm, monkeypatch):
+    """Mixed precision: peft keeps the adapter's weights in fp32; under autocast their
+    products run in bf16 on bf16 inputs (in training and in validation), and the update
+    still lands in fp32 weights."""
+    seen = []
+    real = loop.prepare_model
+
+    def watched(*args, **kwargs):
+        model = real(*args, **kwargs)
+        lora_a = next(m for n, m in model.named_modules() if n.endswith("q_proj.lora_A.default"))
+        lora_a.register_forward_hook(
+            lambda module, inputs, output: seen.append((module.weight.dtype, inputs[0].dtype, output.dtype))
+        )
+        return model
+
+    monkeypatch.setattr(loop, "prepare_model", watched)
+    validated = {**TRAIN_PARAMS["validation"], "every_steps": 1}
+    params = {**TRAIN_PARAMS, "dtype": "bfloat16", "validation": validated}
+    model, log = fine_tune(fresh(tiny_lm), ROWS, HELD_OUT, params)
+    # one training and one validation forward per step
+    assert len(seen) >= 2 * len(log) and set(seen) == {(torch.float32, torch.bfloat16, torch.bfloat16)}
+    assert log["loss"].map(math.isfinite).all() and log["val_loss"].map(math.isfinite).all()
+    adapter = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    assert adapter and all(p.dtype == torch.float32 for p in adapter.values())
+    assert any(p.abs().sum() > 0 for n, p in adapter.items() if "lora_B" in n)  # B starts at 0: it trained
+    assert all(m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))
+
+
+def test_bf16_training_reads_the_updated_adapter_at_every_step(tiny_lm):
+    """Every step sees all rows, so the loss falls only if each forward pass reads the
+    weights the last step wrote (autocast's weight cache, kept for a whole loop, would feed
+    every step the first step's adapter and log the same loss at each)."""
+    params = {**TRAIN_PARAMS, "dtype": "bfloat16", "batch_size": len(ROWS), "max_steps": 6, "learning_rate": 3e-2}
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's own autocast changes nothing
+        _, log = fine_tune(fresh(tiny_lm), ROWS, NO_ROWS, params)
+    assert log["loss"].iloc[-1] < 0.9 * log["loss"].iloc[1]
+    _, fp32 = fine_tune(fresh(tiny_lm), ROWS, NO_ROWS, {**params, "dtype": "float32"})
+    assert log["loss"].iloc[:3].to_numpy() == pytest.approx(fp32["loss"].iloc[:3].to_numpy(), rel=0.05)
 
 
 def test_validation_loss_is_logged_and_early_stopping_restores_the_best(tiny_lm):
@@ -309,11 +371,12 @@ def _crash():
     raise RuntimeError("killed")
 
 
-def test_a_killed_run_resumes_to_the_same_adapter_as_an_uninterrupted_one(tiny_lm, tmp_path, monkeypatch):
-    reference, reference_log = fine_tune(fresh(tiny_lm), ROWS, HELD_OUT, with_checkpoints(tmp_path / "a"))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_killed_run_resumes_to_the_same_adapter_as_an_uninterrupted_one(tiny_lm, tmp_path, monkeypatch, dtype):
+    reference, reference_log = fine_tune(fresh(tiny_lm), ROWS, HELD_OUT, with_checkpoints(tmp_path / "a", dtype=dtype))
     assert not (tmp_path / "a" / "ckpt").exists()  # a finished run leaves no checkpoints behind
 
-    params = with_checkpoints(tmp_path / "b")
+    params = with_checkpoints(tmp_path / "b", dtype=dtype)
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 5, _crash)
         with pytest.raises(RuntimeError, match="killed"):

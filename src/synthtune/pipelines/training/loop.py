@@ -237,9 +237,10 @@ def mixed_precision(model, device: torch.device, dtype: torch.dtype):
     while autocast is on: bf16 -> fp32 -> bf16 changes no value), and the gradients still
     reach fp32 weights and AdamW states, as in any mixed-precision training (``method:
     full`` trains bf16 weights, which autocast leaves as they are). Measured on 512 default
-    training rows (2-core AVX512-BF16, batch 16, 11 timed steps): 458 tokens/s without, 539
-    with, 614 with the math attention kernel on short batches too (see
-    :func:`attention_kernels`). Autocast's cache of cast weights is off: it lives until the
+    training rows (2-core AVX512-BF16, batch 16, 11 timed steps, a prototype that also took
+    the math attention kernel at every width): 458 tokens/s without, 539 with, 614 with the
+    math kernel too (see :func:`attention_kernels`); the default run's training took 13:05
+    against 16:40. Autocast's cache of cast weights is off: it lives until the
     outermost autocast context exits, so under a caller's own autocast it would feed every
     step the adapter of the first (a loop-wide context made a default run's loss stay at ~2
     for 30 steps, where it falls below 0.5 by step 10), and each adapter weight is cast

@@ -213,7 +213,10 @@ def main() -> None:
         name: run_synthtune(base, rows, training_params(device, args.batch_size, args.steps, args.dtype, **overrides))
         for name, overrides in LEVERS.items()
     }
-    bf16 = pick_dtype(args.dtype or ("float32" if device.type == "cpu" else "auto"), device) == torch.bfloat16
+    # the dtype synthtune's runs above resolved to (training_params holds the default)
+    bf16 = (
+        pick_dtype(training_params(device, args.batch_size, args.steps, args.dtype)["dtype"], device) == torch.bfloat16
+    )
     for name, replacements in FIXED_LEVERS.items() if bf16 else ():
         if "CPU_MATH_ATTENTION_MAX_WIDTH" in replacements and device.type == "cuda":
             continue  # CUDA attends with the math kernel at every width

@@ -2,7 +2,7 @@
 training configurations in one run. Run by hand; every lever of issue 11 is judged on it.
 
     python benchmarks/learning_curve.py [--configs default,no_exercises,...] [--minutes 10]
-                                        [--every 20] [--out build/learning_curve]
+                                        [--every 20] [--seeds 42,1,2] [--out build/learning_curve]
     python benchmarks/learning_curve.py --csv build/lc_a.csv build/lc_b.csv   # tabulate, train nothing
 
 Each configuration trains from the same base model (data/06_models/base_model) on the
@@ -22,6 +22,13 @@ would be missed; none was seen). Writes ``<out>.csv`` (one row per evaluation), 
 (exact match against minutes and against tokens) and prints, per configuration, the last
 evaluation within the wall time every configuration reached (equal wall time) and a
 Markdown table of ``k/n`` with 95% Wilson intervals at the last step all of them reached.
+
+``--seeds`` trains every configuration once per training seed (``training.seed``: the LoRA
+initialisation and the order of the batches), each named ``<config>@<seed>``, with the
+validation rows held out by conf/base's seed whatever the training seed, so that every run is
+scored on the same rows; a table then gives each configuration's lowest and highest score
+over its seeds: the spread of a single run, which a lever must beat to be told apart. (A run
+named without a seed trained at conf/base's, 42: ``default`` is ``default@42``.)
 
 In a Kedro run the same curve is the training log: ``kedro run --pipelines training
 --params training.validation.probes=true`` adds ``probes_exact_match`` beside
@@ -195,10 +202,11 @@ def in_format(rows: pd.DataFrame, fmt: str) -> pd.DataFrame:
 
 
 def fitting_rows(name: str, params: dict, data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The configuration's training rows (with its curated exercises) and validation rows."""
+    """The configuration's training rows (with its curated exercises) and validation rows,
+    held out by conf/base's seed whatever the configuration's training seed."""
     generation, training = params["generation"], params["training"]
     rows = in_format(pd.read_parquet(data / "05_model_input/train.parquet"), generation["answer_format"])
-    train, validation = split_validation_rows(rows, training["validation"], training["seed"])
+    train, validation = split_validation_rows(rows, training["validation"], parameters({})["training"]["seed"])
     exercises = make_subskill_set(exercise_vocabulary(params, data), generation)
     evaluation = [
         pd.read_parquet(data / f"03_primary/{s}.parquet") for s in ("test", "probes", "heldout_templates", "external")
@@ -208,14 +216,18 @@ def fitting_rows(name: str, params: dict, data: Path) -> tuple[pd.DataFrame, pd.
     return add_subskill_rows(train, curated), validation
 
 
-def run_config(name: str, minutes: float, every: int, data: Path) -> pd.DataFrame:
+def run_config(name: str, minutes: float, every: int, data: Path, seed: int | None = None) -> pd.DataFrame:
+    """Train configuration ``name`` (with ``training.seed`` set to ``seed``, if given; the
+    curve is then named ``<name>@<seed>``) and return its evaluations."""
     override = CONFIGS[name]
     run = {
+        **({} if seed is None else {"seed": seed}),
         "max_minutes": minutes,
         "validation": {"every_steps": every, "probes": True, "restore_best": False},
         "checkpoint": {"dir": tempfile.mkdtemp(prefix="lc-"), "every_steps": 0, "resume": False},
     }
     params = parameters(OmegaConf.to_container(OmegaConf.merge(override, {"training": run})))
+    name = name if seed is None else f"{name}@{seed}"
     train, validation = fitting_rows(name, params, data)
     base_model = HFModelDataset(filepath=str(data / "06_models/base_model")).load()
     monitored = {"probes": pd.read_parquet(data / "03_primary/probes.parquet"), **unseen_word_sets()}
@@ -269,6 +281,28 @@ def at_equal_steps(curves: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def spread_over_seeds(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration trained at two seeds or more (``<config>@<seed>``), the lowest and
+    highest of each monitored score at the last step all its seeds reached (a seed that ran
+    out of ``--minutes`` earlier would otherwise be read mid-schedule), in rows (``lo-hi/n``)
+    and points."""
+    seeded = curves[curves["config"].str.contains("@")]
+    seeded = seeded.assign(base=seeded["config"].str.rsplit("@", n=1).str[0])
+    table = {}
+    for base, runs in seeded.groupby("base", sort=False):
+        if runs["config"].nunique() < 2:
+            continue
+        step = runs.groupby("config")["step"].max().min()
+        ends = runs[runs["step"] == step]
+        cells = {"seeds": len(ends), "step": step}
+        for metric in MONITORED:
+            n = int(ends[f"n_{metric}"].iloc[0])
+            k = (ends[f"{metric}_exact_match"] * n).round().astype(int)
+            cells[metric] = f"{k.min()}-{k.max()}/{n} ({100 * (k.max() - k.min()) / n:.1f} points)"
+        table[base] = cells
+    return pd.DataFrame.from_dict(table, orient="index")
+
+
 def at_equal_time(curves: pd.DataFrame) -> pd.DataFrame:
     """Each configuration's last evaluation within the wall time all of them reached."""
     horizon = curves.groupby("config")["minutes"].max().min()
@@ -281,6 +315,9 @@ def main() -> None:
     parser.add_argument("--configs", default="default,steps_120_token,token_loss")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--every", type=int, default=20)
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated training seeds: each configuration once per seed"
+    )
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "build/learning_curve")
     parser.add_argument(
@@ -290,15 +327,25 @@ def main() -> None:
     unknown = sorted(set(args.configs.split(",")) - set(CONFIGS))
     if unknown:
         sys.exit(f"--configs: unknown {unknown}; allowed: {sorted(CONFIGS)}")
+    try:
+        seeds = [None] if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        sys.exit(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+    if len(set(seeds)) < len(seeds):
+        sys.exit(f"--seeds: {args.seeds!r} repeats a seed; each seed trains once")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     curves = [pd.read_csv(path) for path in args.csv]
-    for name in args.configs.split(",") if not args.csv else []:
-        curves.append(run_config(name, args.minutes, args.every, args.data))
+    runs = [(name, seed) for seed in seeds for name in args.configs.split(",")]  # a kill keeps whole seeds
+    for name, seed in runs if not args.csv else []:
+        curves.append(run_config(name, args.minutes, args.every, args.data, seed))
         pd.concat(curves).to_csv(args.out.with_suffix(".csv"), index=False)  # after each: a kill loses one
     curves = pd.concat(curves, ignore_index=True)
     plot(curves, args.out.with_suffix(".png"))
     print(at_equal_time(curves).to_string(index=False))
     print(at_equal_steps(curves).to_markdown())
+    spread = spread_over_seeds(curves)
+    if len(spread):
+        print(spread.to_markdown())
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def test_the_base_parameters_are_valid():
         ("models.tuned.fast_path", "yes", r"evaluation\.models\.tuned\.fast_path='yes': Input should be a valid bool"),
         ("sets", {}, r"evaluation\.sets=\{\}"),
         ("sets", {"my set": "x"}, r"set names must be identifiers"),
+        ("sets", {"test": "x", "params": "y"}, r"\['params'\] reserved \(not allowed: \['behaviour',"),
     ],
 )
 def test_a_bad_value_names_its_key_the_value_and_what_is_allowed(path, value, message):

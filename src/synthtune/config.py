@@ -362,6 +362,22 @@ class Report(_Block):
     failures_per_set: int = Field(ge=0, description="example failures the HTML report shows per set part")
 
 
+#: Names an evaluation set cannot have: the behaviour checks' own set (its predictions dataset
+#: would be the set's), and the other inputs of check_evaluation_inputs, which takes the sets
+#: as keywords.
+RESERVED_SET_NAMES = ("behaviour", "task_name", "params")
+
+
+def check_set_names(names) -> None:
+    """Fail unless every evaluation set name is an identifier and none is reserved."""
+    bad = [name for name in names if not name.isidentifier()]
+    if bad:
+        raise ValueError(f"evaluation.sets: set names must be identifiers (letters, digits, _), got {bad}")
+    reserved = [name for name in names if name in RESERVED_SET_NAMES]
+    if reserved:
+        raise ValueError(f"evaluation.sets: {reserved} reserved (not allowed: {list(RESERVED_SET_NAMES)})")
+
+
 class EvaluationParams(_Block):
     """``evaluation`` in ``conf/base/parameters_evaluation.yml``."""
 
@@ -382,9 +398,7 @@ class EvaluationParams(_Block):
     @field_validator("sets")
     @classmethod
     def _names_are_identifiers(cls, sets: dict[str, str]) -> dict[str, str]:
-        bad = [name for name in sets if not name.isidentifier()]
-        if bad:
-            raise ValueError(f"set names must be identifiers (letters, digits, _), got {bad}")
+        check_set_names(sets)
         return sets
 
     @model_validator(mode="after")

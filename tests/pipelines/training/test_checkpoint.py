@@ -124,6 +124,22 @@ def test_fingerprint_covers_library_versions(tiny_lm, monkeypatch):
             assert fingerprint(tiny_lm.model) != before, module.__name__
 
 
+def test_fingerprint_covers_the_code_that_trains_and_picks_the_best_step(tiny_lm, monkeypatch):
+    import inspect
+    from pathlib import Path
+
+    from synthtune import inference, llm
+    from synthtune.pipelines.training import batching, checkpoint, loop
+
+    before = fingerprint(tiny_lm.model)
+    read_bytes = Path.read_bytes
+    for module in (batching, loop, checkpoint, llm, inference):
+        source = Path(inspect.getsourcefile(module)).resolve()
+        with monkeypatch.context() as patch:
+            patch.setattr(Path, "read_bytes", lambda p, s=source: read_bytes(p) + (b"#" if p.resolve() == s else b""))
+            assert fingerprint(tiny_lm.model) != before, module.__name__
+
+
 def test_fingerprint_covers_max_steps_but_not_time_budget_or_checkpointing(tiny_lm):
     before = fingerprint(tiny_lm.model)
     assert fingerprint(tiny_lm.model, max_steps=TRAIN_PARAMS["max_steps"] + 1) != before  # the schedule depends on it

@@ -8,6 +8,8 @@ from pathlib import Path
 import yaml
 from kedro.pipeline import Pipeline, node
 
+from synthtune.config import check_set_names
+
 from . import behaviour, nodes, report, scores
 from .nodes import MODELS
 
@@ -24,7 +26,9 @@ def evaluation_sets(parameters: Path | None = None) -> dict[str, str]:
     candidates = [parameters] if parameters else [PARAMETERS, Path(__file__).resolve().parents[4] / PARAMETERS]
     for path in candidates:
         if path.is_file():
-            return dict(yaml.safe_load(path.read_text())["evaluation"]["sets"])
+            sets = dict(yaml.safe_load(path.read_text())["evaluation"]["sets"])
+            check_set_names(sets)  # before parameters are checked: the names shape the pipeline
+            return sets
     raise FileNotFoundError(f"evaluation sets: no {PARAMETERS} in {Path.cwd()} or beside the source tree")
 
 

@@ -37,9 +37,10 @@ logger = logging.getLogger(__name__)
 # them: the learning-rate schedule is planned over it.
 _NOT_FINGERPRINTED = {"checkpoint", "max_minutes"}
 
-# The code that decides what a step computes: a checkpoint made by other code is not resumed.
+# The code that decides what a step computes, and which step's weights are kept (validation
+# scores with inference.py): a checkpoint made by other code is not resumed.
 _TRAINING_CODE = [Path(__file__).with_name(n) for n in ("batching.py", "loop.py", "checkpoint.py")] + [
-    Path(__file__).parents[2] / "llm.py"
+    Path(__file__).parents[2] / n for n in ("llm.py", "inference.py")
 ]
 # Libraries whose kernels, initialisation or defaults shape the trajectory.
 _LIBRARIES = ("torch", "transformers", "peft")

@@ -39,7 +39,6 @@ from synthtune.llm import collate, encode_rows, pick_device, pick_dtype, set_thr
 from synthtune.perf import ModelShape, measure_matmul_peak, model_shape, training_flops
 
 from .batching import (
-    answer_loss,
     answer_tokens,
     batch_order,
     curriculum_batches,
@@ -179,10 +178,8 @@ def check_batch_fits(model, batch: dict[str, torch.Tensor], params: dict[str, An
     device = next(model.parameters()).device
     if device.type == "cuda":
         try:
-            with torch.random.fork_rng(devices=[device]), attention_kernels(device, dtype, width):
-                with mixed_precision(model, device, dtype):
-                    loss = answer_loss(model, to_device(batch, device), reduction="sum")
-                loss.backward()
+            with torch.random.fork_rng(devices=[device]):  # a training step's forward and backward
+                accumulate_gradients(model, [batch], device, answer_only_head=True, dtype=dtype)
         except torch.cuda.OutOfMemoryError as error:
             raise ValueError(f"training.max_batch_tokens: {advice}") from error
         finally:

@@ -220,8 +220,8 @@ def split_by_tokens(
     micro-batch of its own. Hand-written: samplers in the field (fairseq's, torchtune's
     packing) batch a whole dataset by tokens, which would change which rows share an
     optimizer step; here only a step's memory changes, never its gradient. Evaluation uses
-    it to batch questions of similar length, and failed rows by the tokens they may still
-    write (``order``) within the memory of their prompt plus budget (``lengths``).
+    it to batch questions of similar length, and failed rows by the tokens they resume from
+    (``order``) within the memory of their prompt plus budget (``lengths``).
     """
     idx = np.asarray(idx)
     lengths = np.asarray(lengths)

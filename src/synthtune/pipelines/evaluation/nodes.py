@@ -169,16 +169,19 @@ def predict_eval_set(
     fast = stopped & (written_first == [len(e["answer"]) - 1 for e in examples])
     pending = np.flatnonzero(~decided)
     remaining = budgets - written_first
-    # Failed rows are batched by the tokens they may still write: a batch takes as many
-    # steps as its longest-running row, and on a CPU a step costs about the same for 1 row
-    # as for 30 (it reads every weight once), so rows with most of their answer agreed go
-    # together. Memory is bounded by each row's prompt plus its whole budget.
-    pending = pending[np.argsort(remaining[pending], kind="stable")]
+    resumed = [examples[i]["prompt"] + known[i] for i in pending]
+    # Failed rows are batched by the tokens they resume from (prompt plus agreed answer): a
+    # batch is left-padded to its longest, and every step attends over that padding for every
+    # row, while a row that stops early leaves the batch. Measured on the default model's
+    # failed rows (fp32, 2-core AVX512 CPU, identical outputs): 103 s against 123 s on test
+    # and 82 s against 100 s on the probes when batched by the tokens still to write instead.
+    # Memory is bounded by each row's prompt plus its whole budget.
+    prefill = np.array([len(p) for p in resumed], dtype=np.int64)
     outputs, ended = [None] * len(rows), np.zeros(len(rows), dtype=bool)
     with tqdm(total=len(pending), desc=f"decode {model_name}/{set_name}", unit="row") as bar:
         out, end = greedy_decode(
             net,
-            [examples[i]["prompt"] + known[i] for i in pending],
+            resumed,
             remaining[pending],
             tokenizer.eos_token_id,
             tokenizer.pad_token_id,
@@ -186,7 +189,7 @@ def predict_eval_set(
             device,
             config.decoding.max_batch_tokens,
             progress=bar.update,
-            order=remaining[pending],
+            order=prefill,
         )
         for i, o, e in zip(pending, out, end, strict=True):
             outputs[i], ended[i] = o, e

@@ -21,6 +21,25 @@ for key, value in {
 }.items():
     os.environ.setdefault(key, value)
 
+# pytest-xdist runs one worker per core. Each worker's models, and the pipelines it starts,
+# take a share of the cores (synthtune.llm.set_threads reads OMP_NUM_THREADS) instead of all
+# of them each: threads oversubscribing the cores spin, and cost the suite a third more CPU.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+
+
+def pytest_collection_modifyitems(items):
+    """Modules marked ``duration(seconds=...)`` run first, longest first, the rest after in
+    collection order: pytest-xdist (``--dist loadfile --no-loadscope-reorder``) then hands out
+    the long files before the short ones and its workers finish together."""
+
+    def cost(item) -> float:
+        marker = item.get_closest_marker("duration")
+        return -marker.kwargs["seconds"] if marker else 0.0
+
+    items.sort(key=cost)  # stable: tests keep their order within a module
+
 
 def copy_project(destination: Path) -> Path:
     """Copy what a Kedro run needs (config, sources, metadata, DVC files, empty data layers)."""

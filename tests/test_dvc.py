@@ -14,6 +14,9 @@ from synthtune.pipeline_registry import STAGES, register_pipelines
 
 from .conftest import PROJECT_ROOT, scripts_env
 
+# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
+pytestmark = pytest.mark.duration(seconds=135)
+
 DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 CATALOG = DataCatalog.from_config(OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="base")["catalog"])
 

@@ -17,6 +17,9 @@ from synthtune.pipelines.training.loop import check_training_params
 
 from .conftest import PROJECT_ROOT, scripts_env
 
+# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
+pytestmark = pytest.mark.duration(seconds=260)
+
 GROUPS = ("profile", "format", "model", "budget", "experiment")
 OPTIONS = [
     (group, path.stem) for group in GROUPS for path in sorted((PROJECT_ROOT / CONFIG_DIR / group).glob("*.yaml"))

@@ -1,7 +1,9 @@
+import os
+
 import numpy as np
 import torch
 
-from synthtune.llm import IGNORE_INDEX, answer_logits, collate, encode_rows, split_by_tokens
+from synthtune.llm import IGNORE_INDEX, answer_logits, collate, encode_rows, set_threads, split_by_tokens
 
 from .conftest import make_rows
 
@@ -64,3 +66,16 @@ def test_split_by_tokens_can_fill_batches_in_another_order_within_the_same_memor
     batches = split_by_tokens(pending, lengths, 100, max_rows=3, order=tokens_left)
     assert [b.tolist() for b in batches] == [[1, 3, 4], [2, 6], [0]]  # fewest tokens left first
     assert all(len(b) * lengths[b].max() <= 100 and len(b) <= 3 for b in batches)  # [2, 6]: 2 x 40, not 2 x 20
+
+
+def test_set_threads_takes_every_core_unless_omp_num_threads_says_otherwise(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        set_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        set_threads()
+        assert torch.get_num_threads() == len(os.sched_getaffinity(0))
+    finally:
+        torch.set_num_threads(before)

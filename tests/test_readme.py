@@ -6,9 +6,13 @@ import shlex
 import subprocess
 
 import pandas as pd
+import pytest
 import yaml
 
 from .conftest import PROJECT_ROOT, new_project, scripts_env
+
+# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
+pytestmark = pytest.mark.duration(seconds=56)
 
 SECTION = PROJECT_ROOT.joinpath("README.md").read_text().split("## Adding a task", 1)[1].split("\n## ", 1)[0]
 

@@ -16,6 +16,9 @@ from synthtune.pipelines.validation.nodes import DataValidationError
 
 from .conftest import new_project
 
+# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
+pytestmark = pytest.mark.duration(seconds=94)
+
 
 def run(project: Path, pipeline: str, **runtime_params) -> None:
     bootstrap_project(project)

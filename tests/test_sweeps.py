@@ -6,9 +6,13 @@ import json
 import shlex
 import subprocess
 
+import pytest
 import yaml
 
 from .conftest import PROJECT_ROOT, scripts_env
+
+# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
+pytestmark = pytest.mark.duration(seconds=178)
 
 CASE_STUDY = yaml.safe_load((PROJECT_ROOT / "experiments/dvc.yaml").read_text())["stages"]["case_study"]
 

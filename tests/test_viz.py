@@ -24,6 +24,9 @@ from synthtune.pipeline_registry import STAGES, register_pipelines
 
 from .conftest import new_project, scripts_env
 
+# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
+pytestmark = pytest.mark.duration(seconds=135)
+
 CHROMIUM = os.environ.get("SYNTHTUNE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Debian's Chromium headless, offline and without a sandbox (we run as root in CI); Playwright
 # cannot download its own browser builds here.

@@ -90,8 +90,14 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
 
 
 def set_threads() -> None:
-    """Use every core the process may run on (torch defaults to physical cores only)."""
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    """Use every core the process may run on (torch defaults to physical cores only), or as
+    many threads as ``OMP_NUM_THREADS`` says where it is set (processes sharing the cores,
+    e.g. the test suite's workers, each take a share)."""
+    requested = os.environ.get("OMP_NUM_THREADS", "")
+    if requested.isdigit() and int(requested) > 0:
+        torch.set_num_threads(int(requested))
+    else:
+        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 
 
 def chat_text(tokenizer, prompt: str, system_prompt: str = "") -> str:

@@ -27,6 +27,9 @@ from synthtune.pipelines.training.loop import (
 
 from ...conftest import TRAIN_PARAMS, make_rows
 
+# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
+pytestmark = pytest.mark.duration(seconds=66)
+
 ROWS = make_rows(["a a", "be be be be", "dog dog a", "i am fine", "mark", "the cat sat", "no", "sit down now"])
 HELD_OUT = make_rows(["a cat", "be", "dogs sit"])
 NO_ROWS = ROWS.iloc[:0]

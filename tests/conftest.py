@@ -1,4 +1,5 @@
-"""Shared fixtures: a throw-away copy of the project and a tiny language model."""
+"""Shared fixtures (a throw-away copy of the project, a tiny language model) and how the suite
+shares the cores among pytest-xdist workers."""
 
 import os
 import shutil

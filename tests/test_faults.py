@@ -22,6 +22,9 @@ from synthtune.pipeline_registry import STAGES
 
 from .conftest import new_project, scripts_env
 
+# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
+pytestmark = pytest.mark.duration(seconds=575)
+
 # On a tiny project a stage can finish between the log line the test waits for and the
 # signal it then sends (CI read the output of curation only after curation had exited).
 # This start-up module, put on the signalled process's PYTHONPATH only, makes every node
@@ -32,9 +35,6 @@ from .conftest import new_project, scripts_env
 SLOW_NODES = """
 import importlib as _importlib
 import time as _time
-
-# seconds in one process on a 2-core AVX2 CPU: the suite starts this file first (tests/conftest.py)
-pytestmark = pytest.mark.duration(seconds=575)
 
 _node = _importlib.import_module("kedro.pipeline.node")
 
@@ -136,6 +136,7 @@ def test_a_signal_during_a_stage_loses_no_output(reproduced, stage, signum):
     output, status = signal_when(
         start(["synthtune-stage", stage], project, env, slow=stage != "training"), ready, signum
     )
+    assert "Error in sitecustomize" not in output, output  # the pause (SLOW_NODES) is in place
     assert status != 0 and "Running node:" in output, output  # stopped mid-stage
     after = snapshot(data)
     changed = sorted(p for p in before if after.get(p) != before[p])

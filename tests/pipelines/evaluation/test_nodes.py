@@ -40,11 +40,13 @@ TEXTS = ["a a", "be be be be", "dog dog a", "i am fine", "mark", "sit down now p
 ROWS = make_rows(TEXTS, fmt="tally")
 
 
-def literal(completions, labels, stopped=None, fmt="direct"):
+def literal(completions, labels, stopped=None, fmt="direct", answers=None):
+    """Completions to score, with their labels and the verifier's answers (``direct``: the label)."""
     return pd.DataFrame(
         {
             "completion": completions,
             "label": labels,
+            "answer": [str(label) for label in labels] if answers is None else answers,
             "answer_format": fmt,
             "stopped": [True] * len(completions) if stopped is None else stopped,
         }
@@ -61,6 +63,7 @@ def test_strict_and_lenient_readings_of_literal_completions():
         TASK,
     )
     assert scored["strict_correct"].tolist() == [True, False, False, False, False, False, False]
+    assert scored["exact_correct"].tolist() == [True, False, False, False, False, False, False]
     assert scored["lenient_correct"].tolist() == [True, True, True, True, True, False, False]
     assert scored["strict_answer"].tolist()[:2] == [7, pd.NA]
     assert scored["lenient_answer"].isna().tolist() == [False] * 6 + [True]  # 30 digits: beyond int64, no crash
@@ -73,6 +76,24 @@ def test_a_truncated_tally_is_wrong_however_it_ends():
     )
     assert scored["strict_correct"].tolist() == [False, True]
     assert scored["lenient_correct"].tolist() == [True, True]
+
+
+def test_a_right_total_from_wrong_steps_is_strict_but_not_exact():
+    right = "dog 3 (3), dog 3 (6), a 1 (7). Answer: 7"
+    cancelling = "dog 2 (2), dog 4 (6), a 1 (7). Answer: 7"  # two miscounts that cancel
+    requoted = "dog. 3 (3), dog 3 (6), a 1 (7). Answer: 7"  # a word quoted as it is not written
+    scored = score_completions(
+        literal(
+            [right, cancelling, requoted, right],
+            [7] * 4,
+            stopped=[True, True, True, False],
+            fmt="tally",
+            answers=[right] * 4,
+        ),
+        TASK,
+    )
+    assert scored["strict_correct"].tolist() == [True, True, True, False]
+    assert scored["exact_correct"].tolist() == [True, False, False, False]  # the last never stopped
 
 
 def test_a_runaway_completion_counts_as_wrong():

@@ -51,7 +51,8 @@ def test_report_shows_headline_worst_slices_and_failures_with_completions():
     html = render_evaluation_report(metrics, parts, behaviour, slices, worst, described, "letter_count", PARAMS)
     assert html.startswith("<!DOCTYPE html>")
     headline = html[html.index('id="headline"') : html.index("</table>", html.index('id="headline"'))]
-    assert "3/4 = 75.0% [30.1, 95.4]" in headline  # tuned test, strict
+    assert headline.count("3/4 = 75.0% [30.1, 95.4]") == 3  # tuned test: strict, exact, lenient
+    assert "fine-tuned, exact" in headline
     assert "0/2 = 0.0% [0.0, 65.8]" in headline  # base test, strict: prose is no answer
     assert "1/2 = 50.0%" in headline  # base test, lenient
     assert "be be be be" in html and "<pre>0</pre>" in html  # a failure, with what the model wrote

@@ -13,6 +13,7 @@ from synthtune.pipelines.evaluation.scores import (
     worst_slices,
 )
 from synthtune.tasks import get_task
+from synthtune.tasks.letter_count import tally
 
 TASK = get_task("letter_count")
 
@@ -20,6 +21,7 @@ TASK = get_task("letter_count")
 def predictions(model, set_name, texts, completions, part=None, **extra):
     rows = pd.DataFrame({"text": texts, "completion": completions, **extra})
     rows["label"] = TASK.label(rows)
+    rows["answer"] = rows["label"].astype(str)  # the verifier's answer in the direct format
     rows = rows.assign(
         model=model,
         set=set_name,
@@ -61,6 +63,16 @@ def test_parts_report_strict_and_lenient_counts(described):
     assert parts.loc[("tuned", "probes"), ["n", "strict_k"]].tolist() == [3, 2]
     assert parts.loc[("base", "test"), ["strict_k", "lenient_k"]].tolist() == [0, 1]  # prose: lenient only
     assert parts.loc[("tuned", "test"), "strict_ci_low"] < 0.75 < parts.loc[("tuned", "test"), "strict_ci_high"]
+
+
+def test_parts_count_exact_answers_apart_from_strict_ones():
+    right = tally("dog dog a")
+    cancelling = "dog 2 (2), dog 4 (6), a 1 (7). Answer: 7"  # the right total from two miscounts
+    rows = predictions("tuned", "test", ["dog dog a"] * 2, [right, cancelling])
+    rows = score_completions(rows.assign(answer_format="tally", answer=right), TASK)
+    record = score_parts(rows).iloc[0]
+    assert record[["n", "strict_k", "exact_k", "lenient_k"]].tolist() == [2, 2, 1, 2]
+    assert record["exact_ci_low"] < 0.5 < record["exact_ci_high"]
 
 
 def test_slices_on_literal_predictions(described):
@@ -105,6 +117,7 @@ def test_metrics_nest_model_part_and_reading(described):
         "ci_high": pytest.approx(0.9544, abs=1e-4),
     }
     assert metrics["base"]["test"]["lenient"]["k"] == 1
+    assert metrics["tuned"]["test"]["exact"]["k"] == 3  # direct answers: exact where strict
     assert metrics["behaviour"]["tuned"]["shuffle_words"]["k"] == 3
     assert metrics["perplexity"] == {"tuned": 30.0, "base": 20.0, "ratio": 1.5, "tokens": 10}
     assert np.isfinite(metrics["tuned"]["test"]["median_abs_error"])

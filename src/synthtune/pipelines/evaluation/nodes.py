@@ -1,9 +1,11 @@
 """Nodes of the evaluation pipeline that make predictions: check the inputs, answer every
 evaluation set with the fine-tuned and with the base model, and score each completion.
 
-A completion is read twice. The *strict* reading (the headline metric) counts it correct
-only if it is a well-formed answer in the format the model was trained on and the model
-stopped there (EOS within the budget). The *lenient* reading takes its last integer, the
+A completion is read three ways. The *strict* reading (the headline metric) counts it
+correct only if it is a well-formed answer in the format the model was trained on and the
+model stopped there (EOS within the budget). The *exact* reading asks more: the completion is
+the verifier's own answer, every step of a tally included, so a right total reached by
+miscounts that cancel is not counted. The *lenient* reading takes its last integer, the
 only fair reading of a zero-shot base model's prose. The decoding budget of a question is
 read from the question alone: the task's bound on a correct answer's tokens plus a margin.
 """
@@ -172,7 +174,7 @@ def predict_eval_set(
     resumed = [examples[i]["prompt"] + known[i] for i in pending]
     # Failed rows are batched by the tokens they resume from (prompt plus agreed answer): a
     # batch is left-padded to its longest, and every step attends over that padding for every
-    # row, while a row that stops early leaves the batch. Measured on the default model's
+    # row, while a row that stops early leaves the batch. Measured on an earlier default model's
     # failed rows (fp32, 2-core AVX512 CPU, identical outputs): 103 s against 123 s on test
     # and 82 s against 100 s on the probes when batched by the tokens still to write instead.
     # Memory is bounded by each row's prompt plus its whole budget.
@@ -216,11 +218,13 @@ def predict_eval_set(
 
 
 def score_completions(predictions: pd.DataFrame, task: Task) -> pd.DataFrame:
-    """Read each completion strictly and leniently and compare with the label.
+    """Read each completion strictly, exactly and leniently, and compare with the label.
 
     Adds ``strict_answer`` (the answer of a completion well-formed in the row's answer
     format, else missing), ``lenient_answer`` (its last integer), ``strict_correct``
-    (well-formed, stopped with EOS, and equal to the label) and ``lenient_correct``.
+    (well-formed, stopped with EOS, and equal to the label), ``exact_correct`` (stopped, and
+    the completion is the row's ``answer``, the verifier's own, character for character) and
+    ``lenient_correct``.
     Numbers beyond int64 (a runaway ``2222...``) are compared exactly, then stored as
     missing: such an answer is wrong, never a crash.
     """
@@ -234,6 +238,7 @@ def score_completions(predictions: pd.DataFrame, task: Task) -> pd.DataFrame:
         strict_answer=as_int64(strict),
         lenient_answer=as_int64(lenient),
         strict_correct=stopped & np.array([s == y for s, y in zip(strict, labels, strict=True)], dtype=bool),
+        exact_correct=stopped & (predictions["completion"].to_numpy() == predictions["answer"].to_numpy()),
         lenient_correct=np.array([v == y for v, y in zip(lenient, labels, strict=True)], dtype=bool),
     )
 

@@ -125,6 +125,7 @@ def _headline(parts: pd.DataFrame) -> list[dict[str, Any]]:
         for record in parts[parts["part"] == part].to_dict("records"):
             row[record["model"]] = {
                 "strict": _score_record(record, "strict"),
+                "exact": _score_record(record, "exact"),
                 "lenient": _score_record(record, "lenient"),
                 "teacher_forced": record["teacher_forced"],
                 "stopped": record["stopped"],
@@ -145,7 +146,7 @@ def _by_model(table: pd.DataFrame, key: str, prefix: str) -> list[dict[str, Any]
 
 def _score_record(record: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {
-        **{k: v for k, v in record.items() if not k.startswith(("strict_", "lenient_", "pass_"))},
+        **{k: v for k, v in record.items() if not k.startswith(("strict_", "exact_", "lenient_", "pass_"))},
         "k": int(record[f"{prefix}_k"]),
         "n": int(record["n"]),
         "accuracy": record[f"{prefix}_accuracy"],

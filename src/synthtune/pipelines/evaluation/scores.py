@@ -65,10 +65,10 @@ def describe_predictions(
 
 
 def score_parts(rows: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy of each model on each set part, strict and lenient, with how it was answered.
+    """Accuracy of each model on each set part, strict, exact and lenient, with how it was answered.
 
     Columns: ``model``, ``part``, ``n``; ``strict_k``/``strict_accuracy``/``strict_ci_low``/
-    ``strict_ci_high`` and the same for ``lenient``; ``teacher_forced`` and ``stopped``
+    ``strict_ci_high`` and the same for ``exact`` and ``lenient``; ``teacher_forced`` and ``stopped``
     (shares of rows); ``median_abs_error`` (lenient answer against the label).
     """
     records = []
@@ -79,7 +79,8 @@ def score_parts(rows: pd.DataFrame) -> pd.DataFrame:
                 "model": model,
                 "part": part,
                 **_flat("strict", accuracy(group["strict_correct"])),
-                **_flat("lenient", accuracy(group["lenient_correct"])),
+                **_flat("exact", accuracy(group["exact_correct"]), with_n=False),
+                **_flat("lenient", accuracy(group["lenient_correct"]), with_n=False),
                 "teacher_forced": float(group["teacher_forced"].mean()),
                 "stopped": float(group["stopped"].mean()),
                 "median_abs_error": float(error.median()) if len(error) else None,
@@ -164,12 +165,13 @@ def summarise_evaluation(
     tuned_perplexity: dict[str, float],
     base_perplexity: dict[str, float],
 ) -> dict[str, Any]:
-    """The metrics DVC tracks (``metrics.json``): per model and set part, strict and lenient
-    accuracy with counts and intervals; behaviour pass rates; perplexity of plain text."""
+    """The metrics DVC tracks (``metrics.json``): per model and set part, strict, exact and
+    lenient accuracy with counts and intervals; behaviour pass rates; perplexity of plain text."""
     metrics: dict[str, Any] = {}
     for record in parts.to_dict("records"):
         metrics.setdefault(record["model"], {})[record["part"]] = {
             "strict": _nested("strict", record),
+            "exact": _nested("exact", record),
             "lenient": _nested("lenient", record),
             "teacher_forced": round(record["teacher_forced"], 4),
             "stopped": round(record["stopped"], 4),

@@ -1,4 +1,5 @@
 import copy
+import logging
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def test_check_tokenizer_rejects_unfit_tokenizers(tokenizer, message):
         check_tokenizer(tokenizer)
 
 
-def test_the_gguf_tokenizer_and_config_are_converted_once_and_load_as_converted(tmp_path, monkeypatch):
+def test_the_gguf_tokenizer_and_config_are_converted_once_and_load_as_converted(tmp_path, monkeypatch, caplog):
     from transformers import AutoConfig, AutoTokenizer
 
     monkeypatch.setenv("SYNTHTUNE_CACHE_DIR", str(tmp_path))
@@ -111,7 +112,15 @@ def test_the_gguf_tokenizer_and_config_are_converted_once_and_load_as_converted(
         direct_tokenizer.pad_token_id,
     )
 
-    # a second load reads the folder: parsing the GGUF file again would fail here
+    # a folder cut short is converted again, with a warning
+    (folder / "tokenizer.json").write_bytes((folder / "tokenizer.json").read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING, logger="synthtune.pipelines.training.nodes"):
+        repaired, _ = gguf_tokenizer_and_config(gguf)
+    assert "is damaged" in caplog.text and str(folder) in caplog.text
+    assert repaired.get_vocab() == tokenizer.get_vocab()
+    assert [p.name for p in (tmp_path / "gguf").iterdir()] == [folder.name]
+
+    # then a load reads the folder: parsing the GGUF file again would fail here
     def refusing_gguf(load):
         def guarded(*args, **kwargs):
             assert "gguf_file" not in kwargs, "the GGUF file was parsed again"

@@ -3,6 +3,7 @@
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ import pandas as pd
 import torch
 
 from synthtune.llm import LanguageModel, apply_fine_tuning
+
+logger = logging.getLogger(__name__)
 
 SOURCES = ("gguf", "random", "path")
 
@@ -110,25 +113,45 @@ def gguf_tokenizer_and_config(gguf: Path):
     the config on a 2-core AVX2 CPU, every time a base model is loaded); saved in Hugging Face
     format they load in 0.4 s, and save again to the same bytes. The folder is named by the
     file's SHA-256 and the transformers version that converted it, and is written under a
-    temporary name, then renamed, so a reader never sees half of one. Hand-written because
+    temporary name, then renamed, so a reader never sees half of one; a folder that fails to
+    load (a file cut short) is converted again, with a warning. Hand-written because
     transformers caches downloads, not conversions.
     """
     import transformers
-    from transformers import AutoConfig, AutoTokenizer
 
     digest = hashlib.sha256(gguf.read_bytes()).hexdigest()[:16]
     folder = cache_dir() / "gguf" / f"{gguf.stem}-{digest}-transformers-{transformers.__version__}"
-    if not (folder / "config.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-        tokenizer.save_pretrained(staging)
-        config.save_pretrained(staging)  # config.json last: its presence marks a whole folder
+    if (folder / "config.json").is_file():
+        try:
+            return _load_converted(folder, gguf)
+        except Exception as error:  # whatever a damaged file raises (JSON, tokenizers, OS): it is only a cache
+            logger.warning("%s is damaged (%s: %s); converting %s again", folder, type(error).__name__, error, gguf)
+            shutil.rmtree(folder, ignore_errors=True)
+    _convert(gguf, folder)
+    return _load_converted(folder, gguf)
+
+
+def _convert(gguf: Path, folder: Path) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
+        AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
         try:
             staging.rename(folder)
-        except OSError:  # another process converted it first
-            shutil.rmtree(staging)
+        except OSError:
+            if not (folder / "config.json").is_file():
+                raise
+            # else another process converted it first
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when renamed into place
+
+
+def _load_converted(folder: Path, gguf: Path):
+    from transformers import AutoConfig, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(folder)
     config = AutoConfig.from_pretrained(folder)
     config._name_or_path = str(gguf.parent)  # as if read from the GGUF file itself

@@ -14,6 +14,8 @@ the evaluation parameters of ``conf/base`` (batch size, token budgets):
 - each decoder in ``--decoders``, greedy-decoding every row within its budget (from the
   question alone, as the pipeline does):
   - ``ours``: ``synthtune.inference.greedy_decode`` (rows leave their batch at EOS);
+  - ``ours_guessed``: the same, speculative: each pass also reads the task's guess of how
+    each row goes on (``decoding.guess_tokens``);
   - ``hf_generate``: Hugging Face ``generate``, ``decoding.batch_size`` rows at a time in
     order of budget (each batch for its
     largest budget; a row's output is cut at its own budget afterwards);
@@ -25,7 +27,8 @@ Also reports how often the fast path's verdict disagrees with what decoding wrot
 break near-ties differently from a teacher-forced pass), and ``failed_rows``: the rows the
 fast path does not answer, decoded with ``ours`` from the start and from where the
 teacher-forced pass shows greedy decoding first leaves the expected answer
-(``synthtune.inference.greedy_prefixes``): seconds each, and rows whose tokens differ. From
+(``synthtune.inference.greedy_prefixes``), without and with the task's guesses (as the
+evaluation pipeline decodes them): seconds each, and rows whose tokens differ. From
 the start, rows are batched by prompt plus budget; resumed, by the tokens each may still
 write, as the evaluation pipeline batches them.
 Prints the results as JSON.
@@ -46,7 +49,7 @@ import yaml
 from synthtune.datasets import FineTunedDataset, HFModelDataset
 from synthtune.inference import greedy_decode, greedy_prefixes, score_answers
 from synthtune.llm import apply_fine_tuning, encode_rows, left_pad, pick_device, pick_dtype, set_threads
-from synthtune.pipelines.evaluation.nodes import decoding_budgets, evaluation_params
+from synthtune.pipelines.evaluation.nodes import decoding_budgets, evaluation_params, task_guesses
 from synthtune.tasks import get_task
 
 
@@ -94,12 +97,20 @@ def hf_continuous(model, prompts, budgets, eos, pad, batch_size, device):
     return outputs, stopped
 
 
-DECODERS = {"ours": greedy_decode, "hf_generate": hf_generate, "hf_continuous": hf_continuous}
+DECODERS = {
+    "ours": greedy_decode,
+    "ours_guessed": greedy_decode,
+    "hf_generate": hf_generate,
+    "hf_continuous": hf_continuous,
+}
 
 
-def decode(name, model, prompts, budgets, eos, pad, decoding, device):
-    if name == "ours":
-        return greedy_decode(model, prompts, budgets, eos, pad, decoding.batch_size, device, decoding.max_batch_tokens)
+def decode(name, model, prompts, budgets, eos, pad, decoding, device, guess):
+    if name.startswith("ours"):
+        return greedy_decode(
+            model, prompts, budgets, eos, pad, decoding.batch_size, device, decoding.max_batch_tokens,
+            draft=guess if name == "ours_guessed" else None, draft_tokens=decoding.guess_tokens,
+        )  # fmt: skip
     return DECODERS[name](model, prompts, budgets, eos, pad, decoding.batch_size, device)
 
 
@@ -169,7 +180,9 @@ def main() -> None:
     for name in args.decoders.split(","):
         start = time.perf_counter()
         with torch.inference_mode():
-            outputs, stopped = decode(name, model, prompts, budgets, eos, pad, config.decoding, device)
+            outputs, stopped = decode(
+                name, model, prompts, budgets, eos, pad, config.decoding, device, task_guesses(task, tokenizer, rows, [[]] * len(rows))
+            )  # fmt: skip
         seconds = time.perf_counter() - start
         tokens = sum(len(o) + int(s) for o, s in zip(outputs, stopped, strict=True))
         entry = {
@@ -195,9 +208,11 @@ def main() -> None:
     resumed = failed[~decided[failed]]
     timings = {}
     left = budgets[resumed] - [len(known[i]) for i in resumed]
-    for how, rows_prompts, rows_budgets, order in (
-        ("from_start", [prompts[i] for i in failed], budgets[failed], None),
-        ("from_divergence", [prompts[i] + known[i] for i in resumed], left, left),
+    resumed_guess = task_guesses(task, tokenizer, rows.iloc[resumed], [known[i] for i in resumed])
+    for how, rows_prompts, rows_budgets, order, guess in (
+        ("from_start", [prompts[i] for i in failed], budgets[failed], None, None),
+        ("from_divergence", [prompts[i] + known[i] for i in resumed], left, left, None),
+        ("from_divergence_guessed", [prompts[i] + known[i] for i in resumed], left, left, resumed_guess),
     ):
         start = time.perf_counter()
         outputs, _ = greedy_decode(
@@ -210,6 +225,8 @@ def main() -> None:
             device,
             config.decoding.max_batch_tokens,
             order=order,
+            draft=guess,
+            draft_tokens=config.decoding.guess_tokens,
         )
         timings[how] = {"rows": len(rows_prompts), "seconds": time.perf_counter() - start}
         if how == "from_start":

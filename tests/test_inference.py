@@ -129,3 +129,49 @@ def test_greedy_prefixes_on_literal_scores():
     ]
     assert decided.tolist() == [True, False, True, True, True]
     assert stopped.tolist() == [True, False, True, False, False]
+
+
+@pytest.mark.parametrize("guess", ["right", "half right", "wrong"])
+def test_speculative_decoding_writes_what_one_token_at_a_time_writes(tiny_lm, model, monkeypatch, guess):
+    """Guesses change the number of forward passes, never the tokens: right guesses save
+    passes, wrong ones are masked out of the KV cache, which is packed again as they pile up."""
+    import synthtune.inference as inference
+
+    tok = tiny_lm.tokenizer
+    prompts = [e["prompt"] for e in encode_rows(ROWS, tok)]
+    budgets = np.array([5, 90, 3, 12, 150, 40])
+    args = (tok.eos_token_id, tok.pad_token_id, 4, "cpu")
+    passes = []
+    hook = model.register_forward_hook(lambda *_: passes.append(1))
+    want, want_stopped = greedy_decode(model, prompts, budgets, *args)
+    plain = len(passes)
+    rng = np.random.default_rng(0)
+
+    def draft(i, written):
+        ahead = want[i][len(written) : len(written) + 12] + ([tok.eos_token_id] if want_stopped[i] else [])
+        if guess == "wrong" or (guess == "half right" and len(written) % 2):
+            return rng.integers(5, 1000, 12).tolist()
+        return ahead
+
+    packed = []
+    pack = inference._pack_cache
+    monkeypatch.setattr(inference, "_pack_cache", lambda *a: packed.append(1) or pack(*a))
+    passes.clear()
+    got, stopped = greedy_decode(model, prompts, budgets, *args, draft=draft, draft_tokens=64)
+    hook.remove()
+    assert got == want and (stopped == want_stopped).all()
+    if guess == "right":
+        assert len(passes) < plain / 4
+    if guess == "wrong":
+        assert len(passes) == plain and packed  # one pass a token, as without guesses
+
+
+def test_a_batch_too_wide_for_the_guess_budget_decodes_one_token_at_a_time(tiny_lm, model):
+    tok = tiny_lm.tokenizer
+    prompts = [e["prompt"] for e in encode_rows(ROWS, tok)]
+    asked = []
+    greedy_decode(
+        model, prompts, np.full(len(prompts), 6), tok.eos_token_id, tok.pad_token_id, 6, "cpu",
+        draft=lambda i, w: asked.append(i) or [5, 6], draft_tokens=5,
+    )  # fmt: skip
+    assert not asked  # 6 rows and 5 guessed tokens a pass: no row gets one

@@ -339,6 +339,10 @@ class Decoding(_Block):
     max_new_tokens: int = Field(ge=1, description="at most this many")
     batch_size: int = Field(ge=1, description="rows decoded together, at most")
     max_batch_tokens: int | None = Field(ge=1, description="rows x (prompt + budget) per batch, at most")
+    guess_tokens: int = Field(
+        ge=0,
+        description="speculative decoding: the task's guessed tokens read per forward pass, across a batch (0: off)",
+    )
 
 
 class Behaviour(_Block):

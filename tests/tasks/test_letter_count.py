@@ -190,3 +190,32 @@ def test_a_wrong_or_malformed_subskill_answer_fails_verification():
         }
     )
     assert TASK.verify_subskill_rows(rows).tolist() == [True, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "written", "expected"),
+    [
+        # from the start, and from the middle of a step: the tally's own steps, then the answer
+        ("tally", "", "dog 3 (3), dog 3 (6), a 1 (7). Answer: 7"),
+        ("tally", "dog 3 (3), dog 3 (", "6), a 1 (7). Answer: 7"),
+        # the model's own counts and total carry on: "dog" was given 4, the total is 4
+        ("tally", "dog 4 (4), ", "dog 4 (8), a 1 (9). Answer: 9"),
+        # past the string's last word, a model that lost its place repeats that word
+        ("tally", "dog 3 (3), dog 3 (6), a 1 (7), a 1 (8), ", "a 1 (9), a 1 (10), a 1 (11), "),
+        ("tally", "dog 3 (3), dog 3 (6), a 1 (7). ", "Answer: 7"),
+        ("tally", "dog 3 (3), dog 3 (6), a 2 (8). Ans", "wer: 8"),
+        ("tally_ordinal", "dog 3 (3), ", "dog#2 3 (6), a 1 (7). Answer: 7"),
+        # off the tally's shape, or another format: no guess
+        ("tally", "Sure! ", ""),
+        ("tally", "dog 3 (3), cat 3 (", ""),
+        ("direct", "", ""),
+        ("tally_spelled", "", ""),
+    ],
+)
+def test_a_guess_continues_the_models_own_tally(fmt, written, expected):
+    assert TASK.guess_continuation("dog dog a", fmt, written) == expected
+
+
+def test_a_guess_looks_a_few_steps_ahead():
+    guess = TASK.guess_continuation("one two three four five six", "tally", "one 3 (3), ")
+    assert guess == "two 3 (6), three 5 (11), four 4 (15), "

@@ -162,6 +162,13 @@ class Task(ABC):
         """``max_answer_tokens`` of the step formats; tasks with such formats override this."""
         raise NotImplementedError(fmt)
 
+    def guess_continuation(self, text: str, fmt: str, written: str) -> str:
+        """A guess of how a completion in ``fmt`` goes on after ``written``, from the string and
+        what was written alone (never the label), for speculative decoding: a guess only
+        saves forward passes where the model writes it, and costs one pass where it does
+        not, so it never changes what is written. None by default (``""``)."""
+        return ""
+
     # --- sub-skills -----------------------------------------------------------------------
     def make_subskill_rows(
         self,

@@ -5,6 +5,7 @@ punctuation are not letters.
 """
 
 import functools
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,10 @@ TALLY = r"(?:(?:\S+ [0-9]+ \([0-9]+\), )*\S+ [0-9]+ \([0-9]+\)\. )?Answer: " + C
 # letters), joined by ", " and closed by ". ", then the answer; none for ""
 _SPELLED_STEP = r"\S+: (?:-|[^\W\d_][0-9]+(?: [^\W\d_][0-9]+)*)"
 TALLY_SPELLED = rf"(?:(?:{_SPELLED_STEP}, )*{_SPELLED_STEP}\. )?Answer: " + COUNT
+# one written tally step and what follows it: ", " (more steps) or ". " (the answer)
+_WRITTEN_STEP = re.compile(r"(\S+) ([0-9]+) \(([0-9]+)\)(, |\. )")
+#: tally steps a guess looks ahead
+GUESS_STEPS = 3
 
 
 class LetterCount(Task):
@@ -121,6 +126,41 @@ class LetterCount(Task):
         end = np.array([length(f"). Answer: {'9' * t}") for t in total_digits], dtype=np.int64)
         per_word = word_tokens + np.array(step, dtype=np.int64)
         return np.bincount(row, weights=per_word, minlength=len(texts)).astype(np.int64) + end + 1
+
+    def guess_continuation(self, text: str, fmt: str, written: str) -> str:
+        """How a tally goes on from the model's own steps: the string's next words, each
+        with the count the model last gave that word (else its true count), added to the
+        model's own running total; past the string's last word, the last word again (a
+        model that lost its place in a run of one word repeats it). ``GUESS_STEPS`` steps
+        ahead, less what ``written`` has of the next one; ``""`` where ``written`` leaves
+        the tally's shape. The guess is computed from the string, so it is often the right
+        tally, but it is kept only where the model's own argmax writes it (see
+        ``synthtune.inference.greedy_decode``): it changes how many passes decoding takes,
+        never what is written."""
+        if fmt not in ("tally", "tally_ordinal"):
+            return ""
+        words = shown_words(text, ordinals=fmt == "tally_ordinal")
+        pos = steps = total = 0
+        counts: dict[str, int] = {}
+        last = None
+        ahead: list[str] = []
+        while step := _WRITTEN_STEP.match(written, pos):
+            last, total, pos, steps = step.group(1), int(step.group(3)), step.end(), steps + 1
+            counts[last] = int(step.group(2))
+            if step.group(4) == ". ":
+                ahead.append(f"Answer: {total}")
+                break
+        for k in range(steps, steps + GUESS_STEPS * (not ahead)):
+            word = words[k] if k < len(words) else last
+            if word is None:
+                break
+            total += counts.get(word, count_letters(word))
+            if k == len(words) - 1:
+                ahead.append(f"{word} {counts.get(word, count_letters(word))} ({total}). Answer: {total}")
+                break
+            ahead.append(f"{word} {counts.get(word, count_letters(word))} ({total}), ")
+        guess, tail = "".join(ahead), written[pos:]
+        return guess[len(tail) :] if guess.startswith(tail) else ""
 
 
 def tally(text: str, ordinals: bool = False) -> str:

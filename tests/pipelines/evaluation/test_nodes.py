@@ -16,6 +16,7 @@ from synthtune.pipelines.evaluation.nodes import (
     predict_eval_set,
     sample_rows,
     score_completions,
+    task_guesses,
 )
 from synthtune.pipelines.training.loop import fine_tune
 from synthtune.tasks import get_task
@@ -232,3 +233,14 @@ def test_perplexity_is_the_exponent_of_the_mean_token_loss(tiny_lm):
             count += ids.shape[1] - 1
     assert measured["tokens"] == count
     assert measured["perplexity"] == pytest.approx(np.exp(total / count), rel=1e-4)
+
+
+def test_guesses_read_what_a_row_wrote_and_come_back_as_tokens(tiny_lm):
+    """The guess of a row that resumed after part of its tally, and after new tokens since."""
+    tok = tiny_lm.tokenizer
+    rows = make_rows(["dog dog a", "i am fine"], fmt="tally")
+    resumed_after = [tok("dog 3 (3), ", add_special_tokens=False)["input_ids"], []]
+    guess = task_guesses(get_task("letter_count"), tok, rows, resumed_after)
+    assert tok.decode(guess(0, [])) == "dog 3 (6), a 1 (7). Answer: 7"
+    assert tok.decode(guess(0, tok("dog 3 (6", add_special_tokens=False)["input_ids"])) == "), a 1 (7). Answer: 7"
+    assert tok.decode(guess(1, tok("Sure", add_special_tokens=False)["input_ids"])) == ""  # not a tally

@@ -12,10 +12,11 @@ matplotlib.use("Agg")  # headless: figures are files, never windows
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from synthtune.metrics import format_accuracy
 
-from .nodes import MODELS, evaluation_params
+from .nodes import MODELS, READINGS, evaluation_params
 from .scores import SLICES
 
 COLOURS = {"tuned": "#1f77b4", "base": "#ff7f0e"}
@@ -101,7 +102,7 @@ def render_evaluation_report(
 
     config = evaluation_params(params)
     env = Environment(loader=PackageLoader("synthtune.pipelines.evaluation"), autoescape=True)
-    env.filters["score"] = format_accuracy
+    env.filters["score"] = _score_cell
     return env.get_template("evaluation_report.html.j2").render(
         task=task_name,
         formats=sorted(set(predictions["answer_format"])),
@@ -118,15 +119,21 @@ def render_evaluation_report(
     )
 
 
+def _score_cell(score: dict[str, Any]) -> Markup:
+    """:func:`format_accuracy` as two halves that do not break inside (the count and accuracy,
+    then the interval), so that a table of them wraps between the two on a narrow page."""
+    head, _, interval = format_accuracy(score).partition(" [")
+    cell = Markup('<span class="nw">{}</span>').format(head)
+    return cell + Markup(' <span class="nw">[{}</span>').format(interval) if interval else cell
+
+
 def _headline(parts: pd.DataFrame) -> list[dict[str, Any]]:
     table = []
     for part in dict.fromkeys(parts["part"]):
         row: dict[str, Any] = {"part": part}
         for record in parts[parts["part"] == part].to_dict("records"):
             row[record["model"]] = {
-                "strict": _score_record(record, "strict"),
-                "exact": _score_record(record, "exact"),
-                "lenient": _score_record(record, "lenient"),
+                **{reading: _score_record(record, reading) for reading in READINGS},
                 "teacher_forced": record["teacher_forced"],
                 "stopped": record["stopped"],
             }
@@ -146,7 +153,7 @@ def _by_model(table: pd.DataFrame, key: str, prefix: str) -> list[dict[str, Any]
 
 def _score_record(record: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {
-        **{k: v for k, v in record.items() if not k.startswith(("strict_", "exact_", "lenient_", "pass_"))},
+        **{k: v for k, v in record.items() if not k.startswith((*(f"{r}_" for r in READINGS), "pass_"))},
         "k": int(record[f"{prefix}_k"]),
         "n": int(record["n"]),
         "accuracy": record[f"{prefix}_accuracy"],

@@ -16,7 +16,7 @@ from synthtune.metrics import accuracy
 from synthtune.tasks import get_task
 from synthtune.text import text_features, unseen_word_counts, vocabulary_of
 
-from .nodes import evaluation_params
+from .nodes import READINGS, evaluation_params
 
 COUNT_BINS = [0, 1, 2, np.inf]  # none, one, several
 # feature -> bin edges (None: booleans; "category": the column's own values)
@@ -78,9 +78,8 @@ def score_parts(rows: pd.DataFrame) -> pd.DataFrame:
             {
                 "model": model,
                 "part": part,
-                **_flat("strict", accuracy(group["strict_correct"])),
-                **_flat("exact", accuracy(group["exact_correct"]), with_n=False),
-                **_flat("lenient", accuracy(group["lenient_correct"]), with_n=False),
+                "n": len(group),
+                **{k: v for r in READINGS for k, v in _flat(r, accuracy(group[f"{r}_correct"]), with_n=False).items()},
                 "teacher_forced": float(group["teacher_forced"].mean()),
                 "stopped": float(group["stopped"].mean()),
                 "median_abs_error": float(error.median()) if len(error) else None,
@@ -170,9 +169,7 @@ def summarise_evaluation(
     metrics: dict[str, Any] = {}
     for record in parts.to_dict("records"):
         metrics.setdefault(record["model"], {})[record["part"]] = {
-            "strict": _nested("strict", record),
-            "exact": _nested("exact", record),
-            "lenient": _nested("lenient", record),
+            **{reading: _nested(reading, record) for reading in READINGS},
             "teacher_forced": round(record["teacher_forced"], 4),
             "stopped": round(record["stopped"], 4),
             # None where no completion had a number (the DataFrame holds it as NaN)

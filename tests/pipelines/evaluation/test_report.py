@@ -105,3 +105,18 @@ def test_behaviour_checks_switched_off_leave_metrics_and_report_whole():
         metrics, parts, behaviour, slices, worst_slices(slices, "tuned", 1, 5), described, "letter_count", PARAMS
     )
     assert "Off: <code>evaluation.behaviour.n_strings</code> is 0." in html
+
+
+def test_the_headline_shows_teacher_forced_shares_only_where_the_fast_path_answered():
+    described, parts, slices, behaviour, metrics = evaluation_outputs()
+    worst = worst_slices(slices, "tuned", 1, 5)
+
+    def headline(parts):
+        html = render_evaluation_report(metrics, parts, behaviour, slices, worst, described, "letter_count", PARAMS)
+        return re.sub(
+            r"<[^>]+>", "", html[html.index('id="headline"') : html.index("</table>", html.index('id="headline"'))]
+        )
+
+    assert "teacher-forced" not in headline(parts.assign(teacher_forced=0.0))
+    forced = headline(parts.assign(teacher_forced=0.25))
+    assert "fine-tuned: teacher-forced / stopped" in forced and "25% / " in forced

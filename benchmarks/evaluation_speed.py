@@ -97,16 +97,11 @@ def hf_continuous(model, prompts, budgets, eos, pad, batch_size, device):
     return outputs, stopped
 
 
-DECODERS = {
-    "ours": greedy_decode,
-    "ours_guessed": greedy_decode,
-    "hf_generate": hf_generate,
-    "hf_continuous": hf_continuous,
-}
+DECODERS = {"hf_generate": hf_generate, "hf_continuous": hf_continuous}  # besides ours and ours_guessed
 
 
 def decode(name, model, prompts, budgets, eos, pad, decoding, device, guess):
-    if name.startswith("ours"):
+    if name in ("ours", "ours_guessed"):
         return greedy_decode(
             model, prompts, budgets, eos, pad, decoding.batch_size, device, decoding.max_batch_tokens,
             draft=guess if name == "ours_guessed" else None, draft_tokens=decoding.guess_tokens,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from synthtune import inference
 from synthtune.inference import AnswerScores, greedy_decode, greedy_prefixes, score_answers
 from synthtune.llm import encode_rows
 
@@ -34,7 +35,10 @@ def reference_generate(model, tokenizer, prompts, max_new):
     return out
 
 
-def test_greedy_decode_writes_what_generate_writes(tiny_lm, model):
+@pytest.mark.parametrize("prefill_tokens", [1024, 1], ids=["one prefill pass", "a prefill pass per prompt"])
+def test_greedy_decode_writes_what_generate_writes(tiny_lm, model, monkeypatch, prefill_tokens):
+    # with one pass per prompt, each batch's cache is laid together from caches of other widths
+    monkeypatch.setattr(inference, "PREFILL_TOKENS", prefill_tokens)
     tok = tiny_lm.tokenizer
     prompts = [e["prompt"] for e in encode_rows(ROWS, tok)]
     budgets = np.array([5, 90, 3, 12, 150, 1])  # 150 new tokens: the KV cache grows twice

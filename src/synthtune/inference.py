@@ -126,8 +126,9 @@ def greedy_decode(
     Rows of similar length (prompt plus budget) share a batch of at most ``batch_size``
     rows and ``max_tokens`` tokens (rows x longest prompt plus budget): short questions go
     in large batches, which a CPU decodes several times faster per token, and long ones in
-    small batches, whose KV cache stays in memory. A row leaves its batch as soon as it
-    writes EOS or spends its budget, and its slice of the KV cache goes with it.
+    small batches, whose KV cache stays in memory. A batch's prompts are read in groups of
+    similar length (:func:`_prefill`). A row leaves its batch as soon as it writes EOS or
+    spends its budget, and its slice of the KV cache goes with it.
     Hand-written because Hugging Face ``generate`` keeps every row of a batch running until
     the last one stops (measured slower on the CPU: see ``benchmarks/evaluation_speed.py``),
     its continuous batching targets GPUs, and its assisted (speculative) decoding takes one
@@ -158,30 +159,17 @@ def greedy_decode(
         Each prompt's new tokens (without the EOS that ended it) and whether it stopped
         with EOS within its budget.
     """
-    from transformers import DynamicCache
-
     cache_arg = _cache_argument(model)
-    growing = _growing_layer()
     budgets = np.asarray(budgets, dtype=np.int64)
     outputs: list[list[int]] = [[] for _ in prompts]
     stopped = np.zeros(len(prompts), dtype=bool)
     lengths = np.array([len(p) for p in prompts], dtype=np.int64) + budgets
     for rows in split_by_tokens(np.arange(len(prompts)), lengths, max_tokens, batch_size, order):
-        batch = to_device(left_pad([prompts[i] for i in rows], pad_id), device)
-        cache = DynamicCache()
-        cache.layer_class_to_replicate = growing
-        logits = model(
-            **batch,
-            **{cache_arg: cache},
-            use_cache=True,
-            # a position tensor, not the int 1: see answer_logits on slices and the output head
-            logits_to_keep=torch.tensor([batch["input_ids"].shape[1] - 1], device=device),
-        ).logits
-        mask, positions = batch["attention_mask"], batch["position_ids"][:, -1:]
+        cache, mask, positions, first = _prefill(model, [prompts[i] for i in rows], pad_id, device, cache_arg)
         active = list(rows)
         # per row: tokens greedy decoding has chosen that are not yet recorded; the last of
         # them is not yet in the KV cache either
-        chosen = [[t] for t in logits[:, -1].argmax(-1).tolist()]
+        chosen = [[t] for t in first]
         while active:
             keep = [
                 _record(outputs[i], new, budgets[i], eos_id, stopped, i) for i, new in zip(active, chosen, strict=True)
@@ -197,16 +185,12 @@ def greedy_decode(
                 active = [i for i, kept in zip(active, keep, strict=True) if kept]
                 chosen = [c for c, kept in zip(chosen, keep, strict=True) if kept]
             width = min(draft_tokens // len(active), MAX_DRAFT) if draft is not None else 0
-            guesses = (
-                [draft(i, outputs[i])[: min(width, budgets[i] - len(outputs[i]))] for i in active] if width else []
-            )
-            width = max((len(g) for g in guesses), default=0)
+            guesses = [
+                draft(i, outputs[i])[: min(width, budgets[i] - len(outputs[i]))] if width else [] for i in active
+            ]
+            width = max(len(g) for g in guesses)
             feed = torch.tensor(
-                [
-                    [c[-1], *g, *[pad_id] * (width - len(g))]
-                    for c, g in zip(chosen, guesses or [[]] * len(active), strict=True)
-                ],
-                device=device,
+                [[c[-1], *g, *[pad_id] * (width - len(g))] for c, g in zip(chosen, guesses, strict=True)], device=device
             )
             mask = torch.cat([mask, mask.new_ones((len(active), width + 1))], dim=1)
             with _grouped_query_attention(width > 0 and torch.device(device).type == "cpu"):
@@ -219,13 +203,9 @@ def greedy_decode(
                 ).logits
             best = logits.argmax(-1)
             # a guessed token stands where it is the argmax after every token before it
-            taken = (
-                torch.cumprod((best[:, :-1] == feed[:, 1:]).long(), dim=1).sum(1)
-                if width
-                else best.new_zeros(len(active))
-            )
+            taken = torch.cumprod((best[:, :-1] == feed[:, 1:]).long(), dim=1).sum(1)
             positions = positions + 1 + taken[:, None]
-            if width:
+            if width:  # rejected guesses are masked; the cache is packed once they are half of it
                 mask[:, -width - 1 :][torch.arange(width + 1, device=device)[None, :] > taken[:, None]] = 0
                 if mask.shape[1] > 2 * int(mask.sum(1).max()) + 64:
                     mask = _pack_cache(cache, mask)
@@ -237,6 +217,57 @@ def greedy_decode(
 
 #: the widest guess read per row and pass
 MAX_DRAFT = 16
+#: padded prompt tokens per forward pass of a prefill (see :func:`_prefill`)
+PREFILL_TOKENS = 1024
+
+
+def _prefill(model, prompts: list[list[int]], pad_id: int, device, cache_arg: str):
+    """Read a batch's prompts into one KV cache, left-padded to the longest.
+
+    Prompts are read in groups of similar length (at most ``PREFILL_TOKENS`` padded tokens
+    a pass, shortest first) and their caches then laid side by side: a pass costs its padded
+    tokens on a CPU, and one pass over a whole batch pads every prompt to the longest: the
+    base model's 100 test questions are 3,573 prompt tokens, 11,900 padded, and decoding them
+    took 38 s read in groups against 54 s in one pass (2-core AVX2 CPU, fp32; the same
+    tokens written). A row's cache is padded on the left and masked, as it is when the
+    row is padded in a pass.
+
+    Returns:
+        The cache, its attention mask, each row's last position (a column) and the argmax
+        after each prompt.
+    """
+    from transformers import DynamicCache
+
+    whole = to_device(left_pad(prompts, pad_id), device)
+    width = whole["input_ids"].shape[1]
+    lengths = np.array([len(p) for p in prompts], dtype=np.int64)
+    first = [0] * len(prompts)
+    layers: list[list[torch.Tensor]] = []  # per layer: keys, values of the whole batch
+    for group in split_by_tokens(np.arange(len(prompts)), lengths, PREFILL_TOKENS):
+        batch = to_device(left_pad([prompts[i] for i in group], pad_id), device)
+        part = DynamicCache()
+        logits = model(
+            **batch,
+            **{cache_arg: part},
+            use_cache=True,
+            # a position tensor, not the int 1: see answer_logits on slices and the output head
+            logits_to_keep=torch.tensor([batch["input_ids"].shape[1] - 1], device=device),
+        ).logits
+        for i, token in zip(group, logits[:, -1].argmax(-1).tolist(), strict=True):
+            first[i] = token
+        at = torch.as_tensor(group, device=device)
+        start = width - batch["input_ids"].shape[1]
+        for n, layer in enumerate(part.layers):
+            if n == len(layers):
+                shape = (len(prompts), layer.keys.shape[1], width, layer.keys.shape[-1])
+                layers.append([layer.keys.new_zeros(shape), layer.values.new_zeros(shape)])
+            layers[n][0][at, :, start:] = layer.keys
+            layers[n][1][at, :, start:] = layer.values
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = _growing_layer()
+    for n, (keys, values) in enumerate(layers):
+        cache.update(keys, values, n)
+    return cache, whole["attention_mask"], whole["position_ids"][:, -1:], first
 
 
 def _record(output: list[int], tokens: list[int], budget: int, eos_id: int, stopped: np.ndarray, i: int) -> bool:

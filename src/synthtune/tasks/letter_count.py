@@ -150,15 +150,16 @@ class LetterCount(Task):
             if step.group(4) == ". ":
                 ahead.append(f"Answer: {total}")
                 break
-        for k in range(steps, steps + GUESS_STEPS * (not ahead)):
+        for k in range(steps, steps + (0 if ahead else GUESS_STEPS)):  # none once the answer is due
             word = words[k] if k < len(words) else last
             if word is None:
                 break
-            total += counts.get(word, count_letters(word))
-            if k == len(words) - 1:
-                ahead.append(f"{word} {counts.get(word, count_letters(word))} ({total}). Answer: {total}")
+            letters = counts.get(word, count_letters(word))
+            total += letters
+            final = k == len(words) - 1
+            ahead.append(_step(word, letters, total) + (f". Answer: {total}" if final else ", "))
+            if final:
                 break
-            ahead.append(f"{word} {counts.get(word, count_letters(word))} ({total}), ")
         guess, tail = "".join(ahead), written[pos:]
         return guess[len(tail) :] if guess.startswith(tail) else ""
 
@@ -174,8 +175,13 @@ def tally(text: str, ordinals: bool = False) -> str:
     for word, shown in zip(text.split(), shown_words(text, ordinals), strict=True):
         letters = count_letters(word)
         total += letters
-        steps.append(f"{shown} {letters} ({total})")
+        steps.append(_step(shown, letters, total))
     return (", ".join(steps) + ". " if steps else "") + f"Answer: {total}"
+
+
+def _step(word: str, letters: int, total: int) -> str:
+    """One step of a tally: the word, its letters, the running total (read by ``_WRITTEN_STEP``)."""
+    return f"{word} {letters} ({total})"
 
 
 def spelled_tally(text: str) -> str:

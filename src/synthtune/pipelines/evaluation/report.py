@@ -20,6 +20,10 @@ from .nodes import MODELS, READINGS, evaluation_params
 from .scores import SLICES
 
 COLOURS = {"tuned": "#1f77b4", "base": "#ff7f0e"}
+MODEL_NAMES = {"tuned": "fine-tuned", "base": "base"}
+#: the headline's score columns: every reading of the fine-tuned model; the base model's
+#: strict and lenient (its zero-shot prose is never the verifier's tally, so exact adds nothing)
+HEADLINE_COLUMNS = [("tuned", r) for r in READINGS] + [("base", r) for r in READINGS if r != "exact"]
 SHOWN_CHARS = 600  # of a completion in the report; the predictions tables hold all of it
 
 
@@ -107,6 +111,8 @@ def render_evaluation_report(
         task=task_name,
         formats=sorted(set(predictions["answer_format"])),
         headline=_headline(parts),
+        columns=HEADLINE_COLUMNS,
+        model_names=MODEL_NAMES,
         behaviour=_by_model(behaviour, "check", "pass"),
         behaviour_models=[m for m in MODELS if m in set(behaviour["model"])],
         perplexity=metrics["perplexity"],

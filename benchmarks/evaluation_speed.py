@@ -23,6 +23,10 @@ the evaluation parameters of ``conf/base`` (batch size, token budgets):
     its own budget.
   Decoders are compared on what they wrote: rows whose tokens differ from ``ours`` are counted.
 
+``floor``: one teacher-forced pass over every token the first decoder wrote (prompt and
+completion, batched as the fast path): what running the model over those tokens costs at
+the least, so no greedy decoder of this model can take less.
+
 Also reports how often the fast path's verdict disagrees with what decoding wrote (bf16 may
 break near-ties differently from a teacher-forced pass), and ``failed_rows``: the rows the
 fast path does not answer, decoded with ``ours`` from the start and from where the
@@ -187,7 +191,7 @@ def main() -> None:
             "stopped": int(stopped.sum()),
         }
         if reference is None:
-            reference = outputs
+            reference, reference_stopped = outputs, stopped
             # the fast path's verdict against what decoding wrote
             wrote_answer = np.array(
                 [o + [eos] == e["answer"] and s for o, e, s in zip(outputs, examples, stopped, strict=True)]
@@ -196,6 +200,21 @@ def main() -> None:
         else:
             entry["rows_differing_from_first"] = int(sum(a != b for a, b in zip(outputs, reference, strict=True)))
         results[name] = entry
+    if reference is not None:
+        # the least any greedy decoder of this model can spend: one teacher-forced pass over
+        # every token the first decoder wrote (EOS included), batched as the fast path is
+        written = [
+            {"prompt": p, "answer": o + [eos] * bool(s)}
+            for p, o, s in zip(prompts, reference, reference_stopped, strict=True)
+        ]
+        start = time.perf_counter()
+        score_answers(model, written, pad, config.batch_size, device, config.max_batch_tokens)
+        seconds = time.perf_counter() - start
+        results["floor"] = {
+            "seconds": seconds,
+            "written_tokens": sum(len(w["answer"]) for w in written),
+            "items_per_s": len(rows) / seconds,
+        }
     # the rows the fast path does not answer, decoded from the start and from where the
     # teacher-forced pass shows decoding would first leave the expected answer
     known, decided, _ = greedy_prefixes([e["answer"] for e in examples], scores, budgets, eos)

@@ -3,6 +3,7 @@
     python benchmarks/evaluation_speed.py [--set external] [--rows 1000] [--model tuned|base]
                                           [--decoders ours,hf_generate] [--dtype D] [--device D]
                                           [--decode-batch-size N] [--project DIR] [--out FILE]
+                                          [--recorded]
 
 Run from the repository root; reads a finished run's artifacts (``--project``, default the
 working directory):
@@ -25,7 +26,9 @@ the evaluation parameters of ``conf/base`` (batch size, token budgets):
 
 ``floor``: one teacher-forced pass over every token the first decoder wrote (prompt and
 completion, batched as the fast path): what running the model over those tokens costs at
-the least, so no greedy decoder of this model can take less.
+the least, so no greedy decoder of this model can take less. With ``--recorded``, only
+that, over every prediction table a run recorded for ``--model``
+(``data/07_model_output/<model>/``): each table's rows, tokens and seconds, and their sum.
 
 Also reports how often the fast path's verdict disagrees with what decoding wrote (bf16 may
 break near-ties differently from a teacher-forced pass), and ``failed_rows``: the rows the
@@ -113,6 +116,30 @@ def decode(name, model, prompts, budgets, eos, pad, decoding, device, guess):
     return DECODERS[name](model, prompts, budgets, eos, pad, decoding.batch_size, device)
 
 
+def recorded_floor(model, tokenizer, folder: Path, config, device) -> dict:
+    """The floor of every recorded prediction table in ``folder`` (one model's): one
+    teacher-forced pass over each row's prompt and the completion the run wrote."""
+    eos, tables = tokenizer.eos_token_id, {}
+    for path in sorted(folder.glob("*_predictions.parquet")):
+        rows = pd.read_parquet(path)
+        prompts = [e["prompt"] for e in encode_rows(rows, tokenizer, config.system_prompt)]
+        written = tokenizer(rows["completion"].tolist(), add_special_tokens=False)["input_ids"]
+        examples = [
+            {"prompt": p, "answer": w + [eos] * bool(s)}
+            for p, w, s in zip(prompts, written, rows["stopped"], strict=True)
+        ]
+        start = time.perf_counter()
+        score_answers(model, examples, tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens)
+        tables[path.name] = {
+            "rows": len(rows),
+            "prompt_tokens": sum(map(len, prompts)),
+            "written_tokens": sum(len(e["answer"]) for e in examples),
+            "seconds": time.perf_counter() - start,
+        }
+    totals = {k: sum(t[k] for t in tables.values()) for k in ("rows", "prompt_tokens", "written_tokens", "seconds")}
+    return {"tables": tables, "all": totals}
+
+
 def cpu_flags() -> str:
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
@@ -131,6 +158,11 @@ def main() -> None:
     parser.add_argument("--device", help="evaluation.device (default: conf/base)")
     parser.add_argument("--decode-batch-size", type=int, help="evaluation.decoding.batch_size (default: conf/base)")
     parser.add_argument("--project", default=".")
+    parser.add_argument(
+        "--recorded",
+        action="store_true",
+        help="only time the floor of every recorded prediction table of --model (data/07_model_output/<model>/)",
+    )
     parser.add_argument("--out", help="also write the results to this JSON file")
     args = parser.parse_args()
 
@@ -151,6 +183,13 @@ def main() -> None:
         lm = apply_fine_tuning(lm, FineTunedDataset(filepath=str(project / "data/06_models/fine_tuned")).load())
     model = lm.model.to(device=device, dtype=dtype).eval()
     tokenizer = lm.tokenizer
+    if args.recorded:
+        floor = recorded_floor(model, tokenizer, project / "data/07_model_output" / args.model, config, device)
+        results = {"model": args.model, "dtype": str(dtype), "cpu_flags": cpu_flags(), "recorded_floor": floor}
+        print(json.dumps(results, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        return
     rows = pd.read_parquet(project / f"data/03_primary/{args.set}.parquet").head(args.rows).reset_index(drop=True)
     budgets = decoding_budgets(task, rows, tokenizer, config.decoding)
     examples = encode_rows(rows, tokenizer, config.system_prompt)

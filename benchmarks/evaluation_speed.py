@@ -116,26 +116,31 @@ def decode(name, model, prompts, budgets, eos, pad, decoding, device, guess):
     return DECODERS[name](model, prompts, budgets, eos, pad, decoding.batch_size, device)
 
 
+def time_floor(model, tokenizer, prompts, written, stopped, config, device) -> dict:
+    """The least any greedy decoder of this model can spend on these rows: one
+    teacher-forced pass over each prompt and what was written (EOS where it stopped),
+    batched as the fast path is."""
+    eos = tokenizer.eos_token_id
+    examples = [{"prompt": p, "answer": w + [eos] * bool(s)} for p, w, s in zip(prompts, written, stopped, strict=True)]
+    start = time.perf_counter()
+    score_answers(model, examples, tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens)
+    return {
+        "rows": len(examples),
+        "prompt_tokens": sum(map(len, prompts)),
+        "written_tokens": sum(len(e["answer"]) for e in examples),
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def recorded_floor(model, tokenizer, folder: Path, config, device) -> dict:
-    """The floor of every recorded prediction table in ``folder`` (one model's): one
-    teacher-forced pass over each row's prompt and the completion the run wrote."""
-    eos, tables = tokenizer.eos_token_id, {}
+    """:func:`time_floor` of every recorded prediction table in ``folder`` (one model's), over
+    the completions the run wrote."""
+    tables = {}
     for path in sorted(folder.glob("*_predictions.parquet")):
         rows = pd.read_parquet(path)
         prompts = [e["prompt"] for e in encode_rows(rows, tokenizer, config.system_prompt)]
         written = tokenizer(rows["completion"].tolist(), add_special_tokens=False)["input_ids"]
-        examples = [
-            {"prompt": p, "answer": w + [eos] * bool(s)}
-            for p, w, s in zip(prompts, written, rows["stopped"], strict=True)
-        ]
-        start = time.perf_counter()
-        score_answers(model, examples, tokenizer.pad_token_id, config.batch_size, device, config.max_batch_tokens)
-        tables[path.name] = {
-            "rows": len(rows),
-            "prompt_tokens": sum(map(len, prompts)),
-            "written_tokens": sum(len(e["answer"]) for e in examples),
-            "seconds": time.perf_counter() - start,
-        }
+        tables[path.name] = time_floor(model, tokenizer, prompts, written, rows["stopped"], config, device)
     totals = {k: sum(t[k] for t in tables.values()) for k in ("rows", "prompt_tokens", "written_tokens", "seconds")}
     return {"tables": tables, "all": totals}
 
@@ -184,8 +189,8 @@ def main() -> None:
     model = lm.model.to(device=device, dtype=dtype).eval()
     tokenizer = lm.tokenizer
     if args.recorded:
-        floor = recorded_floor(model, tokenizer, project / "data/07_model_output" / args.model, config, device)
-        results = {"model": args.model, "dtype": str(dtype), "cpu_flags": cpu_flags(), "recorded_floor": floor}
+        tables = recorded_floor(model, tokenizer, project / "data/07_model_output" / args.model, config, device)
+        results = {"model": args.model, "dtype": str(dtype), "cpu_flags": cpu_flags(), "recorded_floor": tables}
         print(json.dumps(results, indent=2))
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
@@ -239,21 +244,9 @@ def main() -> None:
         else:
             entry["rows_differing_from_first"] = int(sum(a != b for a, b in zip(outputs, reference, strict=True)))
         results[name] = entry
-    if reference is not None:
-        # the least any greedy decoder of this model can spend: one teacher-forced pass over
-        # every token the first decoder wrote (EOS included), batched as the fast path is
-        written = [
-            {"prompt": p, "answer": o + [eos] * bool(s)}
-            for p, o, s in zip(prompts, reference, reference_stopped, strict=True)
-        ]
-        start = time.perf_counter()
-        score_answers(model, written, pad, config.batch_size, device, config.max_batch_tokens)
-        seconds = time.perf_counter() - start
-        results["floor"] = {
-            "seconds": seconds,
-            "written_tokens": sum(len(w["answer"]) for w in written),
-            "items_per_s": len(rows) / seconds,
-        }
+    if reference is not None:  # over what the first decoder wrote
+        results["floor"] = time_floor(model, tokenizer, prompts, reference, reference_stopped, config, device)
+        results["floor"]["items_per_s"] = len(rows) / results["floor"]["seconds"]
     # the rows the fast path does not answer, decoded from the start and from where the
     # teacher-forced pass shows decoding would first leave the expected answer
     known, decided, _ = greedy_prefixes([e["answer"] for e in examples], scores, budgets, eos)

@@ -39,6 +39,9 @@ def test_figures_draw_every_part_and_slice_feature():
     fig = plot_model_comparison(parts)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["test", "probes"]
+    # the legend names the models as the report does
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["fine-tuned, strict", "fine-tuned, lenient", "base, strict", "base, lenient"]
     fig = plot_slice_accuracy(slices)
     titles = {ax.get_title() for ax in fig.axes if ax.get_title()}
     assert {"n_words", "unseen_words", "category"} <= titles

@@ -80,7 +80,7 @@ def plot_model_comparison(parts: pd.DataFrame) -> plt.Figure:
             width,
             color=COLOURS[model],
             alpha=1.0 if reading == "strict" else 0.45,
-            label=f"{model}, {reading}",
+            label=f"{MODEL_NAMES[model]}, {reading}",
         )
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=15, ha="right")
     ax.set_ylim(0, 1.05)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from transformers import AutoTokenizer
 
-from synthtune.features import bin_labels, bin_values
+from synthtune.features import bin_values
 from synthtune.llm import encode_rows
 from synthtune.pipelines.training.nodes import add_subskill_rows
 from synthtune.tasks import get_task
@@ -59,19 +59,21 @@ def row_tokens(rows: pd.DataFrame, tokenizer) -> pd.DataFrame:
 
 
 def kinds(rows: pd.DataFrame, task) -> pd.Series:
-    """``exercise`` for sub-skill rows, else ``task, <bin> words``."""
+    """``exercise`` for sub-skill rows, else ``task, <bin> words``: a categorical ordered as
+    the bins, then exercises."""
     n_words = task.features(rows, np.zeros(len(rows), dtype=np.int64))["n_words"]
-    kind = pd.Series([f"task, {b} words" for b in bin_values(n_words, WORD_BINS)], index=rows.index)
-    return kind.where(rows["answer_format"] != "subskill", "exercise")
+    kind = pd.Series(bin_values(n_words, WORD_BINS), index=rows.index)
+    kind = kind.cat.rename_categories(lambda b: f"task, {b} words").cat.add_categories("exercise")
+    kind[(rows["answer_format"] == "subskill").to_numpy()] = "exercise"
+    return kind
 
 
 def shares(rows: pd.DataFrame, tokens: pd.DataFrame, kind: pd.Series) -> pd.DataFrame:
     """One line per kind of row and one for all: rows, tokens by part, and the share of all
     tokens, of answer tokens (each kind's weight under ``loss_weighting: token``) and of rows
     (its weight under ``row``)."""
-    order = [f"task, {b} words" for b in bin_labels(WORD_BINS)] + ["exercise"]
-    table = tokens.assign(rows=1, kind=kind.to_numpy()).groupby("kind").sum()
-    table = table.reindex([k for k in order if k in table.index])
+    table = tokens.assign(rows=1, kind=kind.array).groupby("kind", observed=True).sum()
+    table.index = table.index.astype(str)
     table.loc["all"] = table.sum()
     table["tokens"] = table[list(PARTS)].sum(axis=1)
     total = table.loc["all"]
